@@ -1,0 +1,1 @@
+"""click entry points: parse, call, print. Heavy imports stay inside the commands."""

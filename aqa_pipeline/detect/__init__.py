@@ -1,0 +1,1 @@
+"""Person detection (ultralytics YOLO) and crop rules."""

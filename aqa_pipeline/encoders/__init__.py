@@ -1,0 +1,1 @@
+"""Frozen encoders (one architecture per file) and the weights registry."""

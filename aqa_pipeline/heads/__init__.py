@@ -1,0 +1,1 @@
+"""Scoring heads: one file per head family, registered by name (``registry.py``)."""

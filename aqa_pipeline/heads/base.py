@@ -1,0 +1,250 @@
+"""What a scoring head is, and the training loop every neural head shares.
+
+A head follows scikit-learn's small API: ``fit(train, val)`` then ``predict(data)``, with its hyper-parameters in
+``self.config`` (defaults declared as data in ``defaults``). Neural heads subclass ``TorchHead`` and only say
+how to build the module, its loss, and how to predict a batch; the loop (windows, optimiser, epoch selection on the
+validation set, determinism, progress bar) lives here once.
+
+Model selection only ever looks at ``val``. The framework decides what ``val`` is: a split carved from train by
+default, the test split only under the clearly labelled paper protocol.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from aqa_pipeline.train.data import Batch, Batcher, SequenceData
+
+
+@dataclass
+class Prediction:
+    """Predicted scores in working units and, per video, what explains them (attention, clip weights, ...)."""
+
+    y: np.ndarray
+    explanations: list[dict[str, np.ndarray]] | None = None
+
+
+@dataclass
+class History:
+    """Per-epoch training loss and (when evaluated) validation Spearman; ``best_epoch`` is what was kept."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_epochs: list[int] = field(default_factory=list)
+    val_spearman: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    seconds: float = 0.0
+
+
+class Head(ABC):
+    """Base of every head. ``defaults`` holds the hyper-parameters with where they come from in comments."""
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    # Whether fit() should get a validation split carved from the training data (neural heads select their
+    # epoch on it); heads that tune themselves by inner cross-validation (SVR, ridge) train on all of it.
+    uses_validation: ClassVar[bool] = True
+    # Extra feature kinds a head can use: role -> store kinds accepted for it, first present wins.
+    extra_roles: ClassVar[dict[str, tuple[str, ...]]] = {}
+    required_roles: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **config: Any) -> None:
+        unknown = set(config) - set(self.all_defaults())
+        if unknown:
+            raise ValueError(f"head {self.name!r}: unknown options {sorted(unknown)}; known: {sorted(self.all_defaults())}")
+        self.config = {**self.all_defaults(), **config}
+
+    @classmethod
+    def all_defaults(cls) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(getattr(klass, "defaults", {}) or {})
+        return merged
+
+    @classmethod
+    def adapt_inputs(cls, data: SequenceData, source) -> SequenceData:
+        """Turn loaded store features into what the head consumes (e.g. boxes into tube masks). ``source`` is
+        the FeatureSet they came from (provenance, times). Default: as loaded."""
+        return data
+
+    @abstractmethod
+    def fit(self, train: SequenceData, val: SequenceData | None = None, *, seed: int = 0,
+            device: str = "cpu", progress: bool = True) -> History: ...
+
+    @abstractmethod
+    def predict(self, data: SequenceData) -> Prediction: ...
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to predict again (weights, fitted scalers, exemplar pools)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    if len(a) < 2 or np.std(a) == 0 or np.std(b) == 0:
+        return 0.0
+    return float(spearmanr(a, b).statistic)
+
+
+class TorchHead(Head):
+    """A head that is an ``nn.Module`` plus its loss. Subclasses implement ``build``, ``loss``, ``predict_batch``."""
+
+    defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 100,
+        "batch_size": 32,
+        "lr": 1e-4,
+        "weight_decay": 0.0,
+        "window": None,  # clips per video at train time (None = whole videos)
+        "test_window": "full",  # "full" or an int: deterministic centre window at evaluation
+        "extra_windows": {},  # per extra role: int, None (whole) or "aligned" with the primary window
+        "eval_every": 1,  # epochs between validation evaluations (selection granularity)
+        "selection": "best_val",  # "best_val" (epoch with best validation Spearman) or "last"
+        "grad_clip": None,
+    }
+
+    keeps_training_data: ClassVar[bool] = False
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        self.model: nn.Module | None = None
+        self.train_data: SequenceData | None = None  # kept for heads that compare with training videos
+
+    # -- what a head implements ----------------------------------------------------------------------------
+    @abstractmethod
+    def build(self, train: SequenceData) -> nn.Module:
+        """Create the module for data shaped like ``train`` (its dims, extras, sizes)."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss of one batch and named parts of it for logging."""
+
+    @abstractmethod
+    def predict_batch(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(B,) predictions in working units and per-video explanation tensors (B, ...), masked by the caller."""
+
+    def prepare(self, train: SequenceData, generator: torch.Generator) -> None:
+        """Hook run before training: exemplar pools, interval tables, label statistics. Default: nothing."""
+
+    def configure_optimizer(self, model: nn.Module) -> tuple[torch.optim.Optimizer, Any]:
+        """Adam with the configured lr / weight decay and no schedule; heads with a paper schedule override."""
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.config["lr"], weight_decay=self.config["weight_decay"])
+        return optimizer, None
+
+    def batcher(self, data: SequenceData) -> Batcher:
+        return Batcher(data, self.config["window"], self.config["test_window"], self.config["extra_windows"])
+
+    # -- the shared loop ----------------------------------------------------------------------------------
+    def fit(self, train: SequenceData, val: SequenceData | None = None, *, seed: int = 0,
+            device: str = "cpu", progress: bool = True) -> History:
+        import time
+
+        started = time.perf_counter()
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        self.train_data = train
+        self.device = torch.device(device)
+        self.prepare(train, generator)
+        model = self.build(train).to(self.device)
+        self.model = model
+        optimizer, scheduler = self.configure_optimizer(model)
+        batcher = self.batcher(train)
+        history = History()
+        best_state, best_score = None, -np.inf
+        epochs = int(self.config["epochs"])
+        bar = tqdm(range(1, epochs + 1), desc=f"{self.name}", disable=not progress, leave=False)
+        for epoch in bar:
+            model.train()
+            total, count = 0.0, 0
+            for batch in batcher.iterate(batch_size=self.config["batch_size"], train=True, generator=generator):
+                batch = batch.to(self.device)
+                loss, _parts = self.loss(model, batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.config["grad_clip"]:
+                    nn.utils.clip_grad_norm_(model.parameters(), self.config["grad_clip"])
+                optimizer.step()
+                if scheduler is not None and getattr(scheduler, "per_iteration", False):
+                    scheduler.step()
+                total += float(loss.detach()) * len(batch.index)
+                count += len(batch.index)
+            if scheduler is not None and not getattr(scheduler, "per_iteration", False):
+                scheduler.step()
+            history.train_loss.append(total / max(count, 1))
+            if val is not None and self.config["selection"] == "best_val" and (
+                epoch % self.config["eval_every"] == 0 or epoch == epochs
+            ):
+                rho = spearman(self.predict(val).y, val.y)
+                history.val_epochs.append(epoch)
+                history.val_spearman.append(rho)
+                if rho > best_score:
+                    best_score, best_state, history.best_epoch = rho, copy.deepcopy(model.state_dict()), epoch
+                bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", val_rho=f"{rho:.3f}")
+            else:
+                bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}")
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        else:
+            history.best_epoch = epochs
+        history.seconds = time.perf_counter() - started
+        return history
+
+    @torch.no_grad()
+    def predict(self, data: SequenceData) -> Prediction:
+        if self.model is None:
+            raise RuntimeError(f"head {self.name!r} is not fitted")
+        model = self.model.eval()
+        batcher = self.batcher(data)
+        predictions, explanations = [], []
+        for batch in batcher.iterate(batch_size=self.config["batch_size"], train=False):
+            batch = batch.to(self.device)
+            y, explain = self.predict_batch(model, batch)
+            predictions.append(y.float().cpu().numpy())
+            lengths = batch.mask.sum(1).cpu().numpy()
+            for i in range(len(batch.index)):
+                explanations.append({k: _trim(v[i].float().cpu().numpy(), int(lengths[i]), batch.mask.shape[1])
+                                     for k, v in explain.items()})
+        if self.model.training:
+            self.model.train()
+        return Prediction(np.concatenate(predictions), explanations if any(explanations) else None)
+
+    def state_dict(self) -> dict[str, Any]:
+        buffer = io.BytesIO()
+        torch.save(self.model.state_dict(), buffer)
+        return {"config": self.config, "model": buffer.getvalue(), "extra": self.extra_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.config = state["config"]
+        self.load_extra_state(state["extra"])
+        self.device = torch.device("cpu")
+        self.model = self.build(self.train_data)
+        self.model.load_state_dict(torch.load(io.BytesIO(state["model"]), map_location="cpu", weights_only=True))
+
+    def extra_state(self) -> dict[str, Any]:
+        """Non-parameter state needed at prediction. Heads that compare with training videos at test time
+        (exemplar heads) set ``keeps_training_data``; the rest keep two videos, enough for ``build`` to see
+        the input shapes, so checkpoints stay small."""
+        data = self.train_data if self.keeps_training_data else self.train_data.subset(range(min(2, len(self.train_data))))
+        return {"train_data": data}
+
+    def load_extra_state(self, extra: dict[str, Any]) -> None:
+        self.train_data = extra["train_data"]
+
+
+def _trim(array: np.ndarray, length: int, padded_length: int) -> np.ndarray:
+    """Cut the padded clip axis of an explanation back to the video's real length (first axis of that size)."""
+    for axis, size in enumerate(array.shape):
+        if size == padded_length:
+            return np.take(array, np.arange(length), axis=axis)
+    return array

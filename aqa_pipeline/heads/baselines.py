@@ -1,0 +1,201 @@
+"""The baselines every AQA table carries: pooled SVR / ridge, the "I3D+MLP" head, and LSTM / BiLSTM.
+
+SVR and ridge follow the recipe of heads-reference §8 (pool over time, scaler fitted on train only, linear
+kernel, C / alpha chosen by inner cross-validation on the training videos). The MLP is the pooled-feature
+regressor papers call "I3D+MLP"; the LSTMs are the sequence baselines of the ACTION-NET and MS-LSTM papers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from aqa_pipeline.heads.base import Head, History, Prediction, TorchHead
+from aqa_pipeline.heads.registry import register_head
+from aqa_pipeline.train.data import Batch, SequenceData
+
+
+def pool_sequences(sequences: list[np.ndarray], pooling: str) -> np.ndarray:
+    """(N, D) time-pooled features: ``mean``, ``max`` or ``mean+std`` (concatenated)."""
+    flat = [s.reshape(len(s), -1) for s in sequences]
+    if pooling == "mean":
+        return np.stack([s.mean(0) for s in flat])
+    if pooling == "max":
+        return np.stack([s.max(0) for s in flat])
+    if pooling == "mean+std":
+        return np.stack([np.concatenate([s.mean(0), s.std(0)]) for s in flat])
+    raise ValueError(f"unknown pooling {pooling!r}: mean, max or mean+std")
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real clips only: (B, T, D), (B, T) -> (B, D)."""
+    weights = mask.to(x.dtype).unsqueeze(-1)
+    return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class _SklearnPooledHead(Head):
+    """Time pooling → StandardScaler (fit on train) → estimator with its regularisation chosen by inner CV."""
+
+    uses_validation: ClassVar[bool] = False
+    defaults: ClassVar[dict[str, Any]] = {"pooling": "mean", "inner_cv": 5}
+
+    def _search(self):
+        raise NotImplementedError
+
+    def fit(self, train: SequenceData, val: SequenceData | None = None, *, seed: int = 0,
+            device: str = "cpu", progress: bool = True) -> History:
+        import time
+
+        from sklearn.model_selection import GridSearchCV, KFold
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        started = time.perf_counter()
+        estimator, grid = self._search()
+        pipeline = make_pipeline(StandardScaler(), estimator)
+        search = GridSearchCV(
+            pipeline,
+            {f"{pipeline.steps[-1][0]}__{k}": v for k, v in grid.items()},
+            cv=KFold(self.config["inner_cv"], shuffle=True, random_state=seed),
+            scoring="neg_mean_squared_error",
+        )
+        search.fit(pool_sequences(train.x, self.config["pooling"]), train.y)
+        self.model_ = search.best_estimator_
+        self.best_params_ = {k.split("__", 1)[1]: v for k, v in search.best_params_.items()}
+        return History(seconds=time.perf_counter() - started)
+
+    def predict(self, data: SequenceData) -> Prediction:
+        return Prediction(self.model_.predict(pool_sequences(data.x, self.config["pooling"])))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"config": self.config, "model": self.model_, "best_params": self.best_params_}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.config, self.model_, self.best_params_ = state["config"], state["model"], state["best_params"]
+
+
+@register_head("svr")
+class SVRHead(_SklearnPooledHead):
+    """Linear-kernel SVR on pooled features (Parmar & Morris 2017's C3D-SVR recipe, with inner-CV C and ε)."""
+
+    defaults: ClassVar[dict[str, Any]] = {
+        "kernel": "linear",  # paper
+        "C": [0.001, 0.01, 0.1, 1.0, 10.0],  # chosen: grid searched by inner CV
+        "epsilon": [0.01, 0.05, 0.1],  # chosen (targets are in [0, 1] working units)
+    }
+
+    def _search(self):
+        from sklearn.svm import SVR
+
+        return SVR(kernel=self.config["kernel"]), {"C": self.config["C"], "epsilon": self.config["epsilon"]}
+
+
+@register_head("ridge")
+class RidgeHead(_SklearnPooledHead):
+    """Ridge regression on pooled features; alpha by inner CV."""
+
+    defaults: ClassVar[dict[str, Any]] = {"alpha": [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]}  # chosen
+
+    def _search(self):
+        from sklearn.linear_model import Ridge
+
+        return Ridge(), {"alpha": self.config["alpha"]}
+
+
+class _MLP(nn.Module):
+    def __init__(self, dim: int, hidden: tuple[int, ...], dropout: float, out: int = 1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for width in hidden:
+            layers += [nn.Linear(dim, width), nn.ReLU(), nn.Dropout(dropout)]
+            dim = width
+        layers.append(nn.Linear(dim, out))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.net(pooled)
+
+
+@register_head("mlp")
+class MLPHead(TorchHead):
+    """"I3D+MLP": masked mean over clips, then an MLP regressor trained with MSE."""
+
+    defaults: ClassVar[dict[str, Any]] = {
+        "hidden": [256, 128],  # code: the MUSDL/USDL regressor widths (1024→256→128)
+        "dropout": 0.5,  # chosen
+        "epochs": 150,  # chosen (selection on validation)
+        "lr": 1e-3,  # chosen
+        "weight_decay": 1e-4,  # chosen
+        "eval_every": 5,
+    }
+
+    def build(self, train: SequenceData) -> nn.Module:
+        return _MLP(int(np.prod(train.dim)), tuple(self.config["hidden"]), self.config["dropout"])
+
+    def _forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return model(masked_mean(batch.x.flatten(2), batch.mask)).squeeze(-1)
+
+    def loss(self, model: nn.Module, batch: Batch):
+        loss = nn.functional.mse_loss(self._forward(model, batch), batch.y)
+        return loss, {"mse": float(loss)}
+
+    def predict_batch(self, model: nn.Module, batch: Batch):
+        return self._forward(model, batch), {}
+
+
+class _LSTMRegressor(nn.Module):
+    def __init__(self, dim: int, hidden: int, layers: int, bidirectional: bool, dropout: float) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(dim, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden * (2 if bidirectional else 1), 1))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        _, (hidden, _) = self.lstm(packed)
+        if self.lstm.bidirectional:
+            final = torch.cat([hidden[-2], hidden[-1]], dim=-1)  # last layer, both directions
+        else:
+            final = hidden[-1]
+        return self.out(final).squeeze(-1)
+
+
+@register_head("lstm")
+class LSTMHead(TorchHead):
+    """LSTM over the clip sequence; the last hidden state (of each video's real length) regresses the score."""
+
+    bidirectional: ClassVar[bool] = False
+    defaults: ClassVar[dict[str, Any]] = {
+        "hidden": 256,  # paper (ACTION-NET's LSTM baseline width; MS-LSTM uses 256 too)
+        "layers": 1,  # chosen
+        "dropout": 0.3,  # chosen
+        "epochs": 60,  # chosen (selection on validation)
+        "lr": 1e-3,  # chosen
+        "weight_decay": 1e-5,  # chosen
+        "window": 64,  # chosen: random 64-clip windows at train time
+        "test_window": "full",
+        "eval_every": 3,
+        "grad_clip": 1.0,
+    }
+
+    def build(self, train: SequenceData) -> nn.Module:
+        return _LSTMRegressor(int(np.prod(train.dim)), self.config["hidden"], self.config["layers"],
+                              self.bidirectional, self.config["dropout"])
+
+    def loss(self, model: nn.Module, batch: Batch):
+        loss = nn.functional.mse_loss(model(batch.x.flatten(2), batch.mask), batch.y)
+        return loss, {"mse": float(loss)}
+
+    def predict_batch(self, model: nn.Module, batch: Batch):
+        return model(batch.x.flatten(2), batch.mask), {}
+
+
+@register_head("bilstm")
+class BiLSTMHead(LSTMHead):
+    """Bidirectional LSTM: final forward and backward states concatenated."""
+
+    bidirectional: ClassVar[bool] = True

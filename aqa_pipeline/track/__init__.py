@@ -1,0 +1,1 @@
+"""Single-object tracking and box-to-tube-mask geometry."""

@@ -1,0 +1,1 @@
+"""Stage two: in-memory data, metrics, protocols and the fit/evaluate runner."""

@@ -1,0 +1,358 @@
+"""``aqa-fit`` as a library: load a store, run the protocol over seeds, write the run directory.
+
+Run directory::
+
+    config.json        fully resolved: head options, protocol, label transform, store provenance
+    metrics.json       per evaluated split ("test" or "cv"): spearman, pearson, mse, rl2, rl2_abs, n
+                       (+ *_mean/*_std over seeds, per-class and Fisher-z when the data has classes)
+    predictions.csv    split, fold, seed, id, truth, prediction
+    model.pt           the head trained on the whole train split (for ``aqa-fit --predict``)
+    history.json       per-run training curves; training_curve.png, scatter.png
+    explanations/<id>.npz   what the head says drove each score (first seed), for ``aqa-report``
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aqa_pipeline import __version__
+from aqa_pipeline.heads.base import Head, History
+from aqa_pipeline.heads.registry import get_head
+from aqa_pipeline.store import FeatureSet, FeatureStore, StoreError
+from aqa_pipeline.train.data import SequenceData
+from aqa_pipeline.train.labels import LabelTransform
+from aqa_pipeline.train.metrics import per_class_metrics, regression_metrics, summarise
+from aqa_pipeline.train.protocol import Fold, final_fold, make_folds
+
+log = logging.getLogger(__name__)
+NON_FEATURE_KINDS = {"boxes"}  # kinds that are inputs to other kinds, never a head's primary stream
+PAPER_WARNING = (
+    "PAPER PROTOCOL: the epoch was selected on the evaluated videos themselves (best-on-test, as the papers' code "
+    "does). These numbers are optimistic and not comparable with honest held-out results."
+)
+
+
+@dataclass
+class FitConfig:
+    head: str
+    target: str = "score"
+    feature: str | None = None
+    extras: dict[str, str] = field(default_factory=dict)  # role -> store kind (default: the head's extra_roles)
+    cv: int | None = None
+    seeds: list[int] = field(default_factory=lambda: [0])
+    protocol: str = "honest"  # or "paper"
+    val_fraction: float = 0.15
+    label_norm: str = "minmax"
+    use_dd: bool = False
+    head_options: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    final_model: bool = True
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FitConfig:
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**values)
+
+
+@dataclass
+class LoadedData:
+    train: FeatureSet
+    test: FeatureSet | None
+    primary: str
+    extras: dict[str, str]
+    dataset: str = ""
+
+
+def resolve_inputs(store: FeatureStore, config: FitConfig, head_cls: type[Head]) -> tuple[str, dict[str, str]]:
+    """Pick the primary feature kind and the extra roles, with errors that say what the store has."""
+    candidates = [k for k in store.kinds if k not in NON_FEATURE_KINDS]
+    role_kinds = {kind for kinds in head_cls.extra_roles.values() for kind in kinds}
+    if config.feature:
+        if config.feature not in store.kinds:
+            raise StoreError(f"{store.path} has no feature kind {config.feature!r}; it has {store.kinds}")
+        primary = config.feature
+    else:
+        primary_candidates = [k for k in candidates if k not in role_kinds] or candidates
+        if len(primary_candidates) != 1:
+            raise ValueError(f"{store.path} holds several feature kinds {primary_candidates}: choose one with --feature")
+        primary = primary_candidates[0]
+    extras = dict(config.extras)
+    for role, kinds in head_cls.extra_roles.items():
+        if role not in extras:
+            present = [k for k in kinds if k in store.kinds]
+            if present:
+                extras[role] = present[0]
+    missing = [r for r in head_cls.required_roles if r not in extras]
+    if missing:
+        raise ValueError(
+            f"head {config.head!r} needs {missing} ({[head_cls.extra_roles[r] for r in missing]}); "
+            f"{store.path} has {store.kinds}"
+        )
+    return primary, extras
+
+
+def load_data(store: FeatureStore, config: FitConfig, head_cls: type[Head]) -> LoadedData:
+    primary, extras = resolve_inputs(store, config, head_cls)
+    kinds = [primary, *[k for k in extras.values() if k != primary]]
+    splits = store.splits()
+    if splits.get("train", 0) == 0:
+        raise StoreError(f"{store.path} has no 'train' videos (splits: {splits})")
+    train = store.load(kinds, split="train")
+    test = store.load(kinds, split="test") if splits.get("test", 0) and config.cv is None else None
+    for name, data in (("train", train), ("test", test)):
+        if data is None:
+            continue
+        values = data.label(config.target)
+        if np.isnan(values).any():
+            bad = [vid for vid, v in zip(data.ids, values, strict=True) if np.isnan(v)]
+            known = sorted(set(data.label_names()) - {"split", "complete"})
+            raise ValueError(
+                f"target {config.target!r} is missing for {len(bad)} {name} videos (e.g. {bad[:5]}); "
+                f"labels in this store: {known}"
+            )
+        if config.use_dd and np.isnan(data.label("difficulty")).any():
+            raise ValueError(f"--use-dd: some {name} videos have no difficulty degree")
+    return LoadedData(train, test, primary, extras, store.dataset)
+
+
+def to_sequences(data: FeatureSet, loaded: LoadedData, transform: LabelTransform, target: str,
+                 head_cls: type[Head]) -> SequenceData:
+    difficulty = data.label("difficulty")
+    has_dd = not np.isnan(difficulty).all()
+    groups = np.array([str(lab.get("action_class", "")) for lab in data.labels], dtype=object)
+    judge_names = sorted(k for k in data.label_names() if k.startswith("judge"))
+    judges = np.stack([data.label(k) for k in judge_names], 1) if judge_names else None
+    sequences = SequenceData(
+        ids=list(data.ids),
+        x=data.features[loaded.primary],
+        y=transform.forward(data.label(target), difficulty if has_dd else None),
+        extra={role: data.features[kind] for role, kind in loaded.extras.items()},
+        difficulty=difficulty if has_dd else None,
+        groups=groups if any(groups) else None,
+        judges=None if judges is None or np.isnan(judges).any() else judges,
+    )
+    return head_cls.adapt_inputs(sequences, data)
+
+
+@dataclass
+class RunResult:
+    metrics: dict[str, Any]
+    predictions: list[dict[str, Any]]
+    histories: list[dict[str, Any]]
+    explanations: dict[str, dict[str, np.ndarray]]
+    head: Head | None
+    seconds: float
+
+
+def _fit_one(config: FitConfig, head_cls: type[Head], loaded: LoadedData, fold: Fold, seed: int):
+    """Fit on one fold's training rows and predict its scored rows; returns raw-scale truth and prediction."""
+    fit_set = loaded.train.subset(fold.fit)
+    scored_set = (loaded.test if fold.score_on_test else loaded.train).subset(fold.score)
+    transform = LabelTransform.fit(
+        fit_set.label(config.target),
+        fit_set.label("difficulty") if config.use_dd else None,
+        mode=config.label_norm,
+        use_dd=config.use_dd,
+        dataset=loaded.dataset,
+    )
+
+    def sequences(data: FeatureSet) -> SequenceData:
+        return to_sequences(data, loaded, transform, config.target, head_cls)
+
+    scored = sequences(scored_set) if len(scored_set) else None
+    if config.protocol == "paper":
+        val = scored
+    else:
+        val = sequences(loaded.train.subset(fold.val)) if fold.val is not None else None
+    head = head_cls(**config.head_options)
+    history = head.fit(sequences(fit_set), val, seed=seed, device=config.device, progress=config.progress)
+    result = {"history": history, "transform": transform, "head": head}
+    if scored is not None:
+        prediction = head.predict(scored)
+        result.update(
+            ids=scored.ids,
+            truth=scored_set.label(config.target),
+            prediction=transform.inverse(prediction.y, scored.difficulty if config.use_dd else None),
+            groups=scored.groups,
+            explanations=prediction.explanations,
+        )
+    return result
+
+
+def _metrics_for(truth, prediction, groups) -> dict[str, Any]:
+    metrics = regression_metrics(truth, prediction)
+    if groups is not None and len(set(groups)) > 1:
+        metrics["per_class"] = per_class_metrics(truth, prediction, groups)
+    return metrics
+
+
+def run(store_path: str | Path, config: FitConfig, out_dir: str | Path | None = None) -> RunResult:
+    started = time.perf_counter()
+    head_cls = get_head(config.head)
+    if config.protocol not in ("honest", "paper"):
+        raise ValueError(f"unknown protocol {config.protocol!r}: honest or paper")
+    head_cls(**config.head_options)  # validate options before loading anything
+    store = FeatureStore(store_path)
+    loaded = load_data(store, config, head_cls)
+    split_name = "test" if loaded.test is not None else "cv"
+    per_seed: list[dict[str, float]] = []
+    per_class_seed: list[dict[str, Any]] = []
+    predictions, histories = [], []
+    explanations: dict[str, dict[str, np.ndarray]] = {}
+    for seed_index, seed in enumerate(config.seeds):
+        folds = make_folds(
+            len(loaded.train),
+            cv=config.cv if loaded.test is None or config.cv else None,
+            has_test=loaded.test is not None,
+            n_test=len(loaded.test) if loaded.test is not None else 0,
+            seed=seed,
+            val_fraction=config.val_fraction,
+            uses_validation=head_cls.uses_validation,
+            paper_selection=config.protocol == "paper",
+        )
+        fold_metrics = []
+        for fold in folds:
+            result = _fit_one(config, head_cls, loaded, fold, seed)
+            fold_metrics.append(_metrics_for(result["truth"], result["prediction"], result["groups"]))
+            histories.append({"seed": seed, "fold": fold.name, **_history_dict(result["history"])})
+            for i, vid in enumerate(result["ids"]):
+                predictions.append({"split": split_name, "fold": fold.name, "seed": seed, "id": vid,
+                                    "truth": float(result["truth"][i]), "prediction": float(result["prediction"][i])})
+                if seed_index == 0 and result["explanations"] is not None:
+                    explanations[vid] = {**result["explanations"][i], "truth": result["truth"][i],
+                                         "prediction": result["prediction"][i]}
+            log.info("seed %d %s: %s", seed, fold.name, fold_metrics[-1])
+        if split_name == "cv":
+            # Mean over folds (as k-fold papers report), plus the pooled out-of-fold metrics.
+            scalar = {k: float(np.mean([m[k] for m in fold_metrics])) for k in fold_metrics[0] if k != "per_class"}
+            seed_rows = [p for p in predictions if p["seed"] == seed]
+            pooled = regression_metrics([p["truth"] for p in seed_rows], [p["prediction"] for p in seed_rows])
+            scalar.update({f"pooled_{k}": v for k, v in pooled.items()})
+            scalar["n"] = len(seed_rows)
+        else:
+            scalar = {k: v for k, v in fold_metrics[0].items() if k != "per_class"}
+            if "per_class" in fold_metrics[0]:
+                per_class_seed.append(fold_metrics[0]["per_class"])
+        per_seed.append(scalar)
+    metrics: dict[str, Any] = {split_name: {**per_seed[0], **(summarise(per_seed) if len(per_seed) > 1 else {})}}
+    metrics[split_name]["per_seed"] = per_seed
+    if per_class_seed:
+        metrics[split_name]["per_class"] = per_class_seed[0]
+    metrics["protocol"] = config.protocol
+    metrics["selection"] = (
+        "best epoch on the evaluated videos (paper protocol; optimistic)" if config.protocol == "paper"
+        else f"validation split of {config.val_fraction:.0%} carved from the training videos"
+        if head_cls.uses_validation else "inner cross-validation on the training videos"
+    )
+    if config.protocol == "paper":
+        metrics["warning"] = PAPER_WARNING
+    final_head = final_transform = None
+    if config.final_model:
+        # The saved model: trained on the whole train split (validation carved as in the protocol).
+        fold = final_fold(len(loaded.train), seed=config.seeds[0], val_fraction=config.val_fraction,
+                          uses_validation=head_cls.uses_validation)
+        final = _fit_one(config, head_cls, loaded, fold, config.seeds[0])
+        final_head, final_transform = final["head"], final["transform"]
+    seconds = time.perf_counter() - started
+    metrics["seconds"] = round(seconds, 2)
+    result = RunResult(metrics, predictions, histories, explanations, final_head, seconds)
+    if out_dir is not None:
+        write_run_dir(Path(out_dir), config, store, loaded, result, final_transform)
+    return result
+
+
+def _history_dict(history: History) -> dict[str, Any]:
+    return asdict(history)
+
+
+def write_run_dir(out: Path, config: FitConfig, store: FeatureStore, loaded: LoadedData, result: RunResult,
+                  transform: LabelTransform | None) -> None:
+    import torch
+
+    from aqa_pipeline.report.run_plots import plot_scatter, plot_training_curves
+
+    out.mkdir(parents=True, exist_ok=True)
+    head_cls = get_head(config.head)
+    resolved = {
+        "fit": asdict(config),
+        "head_config": {**head_cls.all_defaults(), **config.head_options},
+        "store": str(store.path),
+        "dataset": store.dataset,
+        "primary_feature": loaded.primary,
+        "extras": loaded.extras,
+        "provenance": {k: store.provenance(k) for k in [loaded.primary, *loaded.extras.values()]},
+        "package_version": __version__,
+    }
+    (out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2, default=_json_default))
+    (out / "history.json").write_text(json.dumps(result.histories, default=_json_default))
+    with open(out / "predictions.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["split", "fold", "seed", "id", "truth", "prediction"])
+        writer.writeheader()
+        writer.writerows(result.predictions)
+    if result.explanations:
+        folder = out / "explanations"
+        folder.mkdir(exist_ok=True)
+        for vid, arrays in result.explanations.items():
+            np.savez_compressed(folder / f"{vid}.npz", **{k: np.asarray(v) for k, v in arrays.items()})
+    if result.head is not None:
+        torch.save(
+            {
+                "head": config.head,
+                "state": result.head.state_dict(),
+                "label_transform": transform.to_dict() if transform else None,
+                "config": resolved,
+            },
+            out / "model.pt",
+        )
+    plot_training_curves(result.histories, out / "training_curve.png")
+    plot_scatter(result.predictions, out / "scatter.png", title=f"{config.head} · {config.target}")
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def predict_store(run_dir: str | Path, store_path: str | Path, split: str | None = None) -> list[dict[str, Any]]:
+    """Score the videos of another store with a saved run's model (refusing incompatible features)."""
+    import torch
+
+    from aqa_pipeline.store.schema import incompatibilities
+
+    run_dir = Path(run_dir)
+    # Our own run directory: a trusted local artefact holding numpy arrays and the head's config.
+    checkpoint = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=False)
+    resolved = checkpoint["config"]
+    fit = FitConfig.from_dict(resolved["fit"])
+    head_cls = get_head(checkpoint["head"])
+    store = FeatureStore(store_path)
+    kinds = [resolved["primary_feature"], *resolved["extras"].values()]
+    for kind in kinds:
+        problems = incompatibilities(kind, resolved["provenance"][kind], store.provenance(kind))
+        if problems:
+            raise StoreError(f"{store.path} features differ from the ones {run_dir} was trained on: {'; '.join(problems)}")
+    data = store.load(kinds, split=split)
+    loaded = LoadedData(data, None, resolved["primary_feature"], resolved["extras"], store.dataset)
+    transform = LabelTransform(**checkpoint["label_transform"])
+    head = head_cls()
+    head.load_state_dict(checkpoint["state"])
+    sequences = to_sequences(data, loaded, transform, fit.target, head_cls)  # unlabelled videos get NaN targets
+    predicted = transform.inverse(head.predict(sequences).y, sequences.difficulty if fit.use_dd else None)
+    truth = data.label(fit.target)
+    return [{"id": vid, "truth": float(t), "prediction": float(p)}
+            for vid, t, p in zip(data.ids, truth, predicted, strict=True)]

@@ -1,0 +1,40 @@
+"""Shared fixtures. Real-data fixtures skip with a reason when their variable is unset, but fail under CI=true:
+CI points AQA_WEIGHTS_DIR / AQA_DATA_DIR at ../shared, and a silent skip there would hide a broken test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Ultralytics must never reach the network or write into $HOME during tests.
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo-config-"))
+
+
+def _real_dir(variable: str, what: str) -> Path:
+    value = os.environ.get(variable)
+    if not value:
+        message = f"{variable} is unset: set it to the folder with {what} to run this real-data test"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message} (CI=true: real-data tests must run in CI)")
+        pytest.skip(message)
+    path = Path(value)
+    if not path.is_dir():
+        pytest.fail(f"{variable}={value} is not a directory")
+    return path
+
+
+@pytest.fixture(scope="session")
+def weights_dir() -> Path:
+    """The real checkpoints (../shared/weights)."""
+    return _real_dir("AQA_WEIGHTS_DIR", "the real checkpoints (i3d_rgb_kinetics400.pt, nanotrack_v2.pth, ...)")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real data (../shared/data: annotations/, videos/, fisv/)."""
+    return _real_dir("AQA_DATA_DIR", "annotations/, videos/ and fisv/")
