@@ -31,7 +31,9 @@ def _real_dir(variable: str, what: str) -> Path:
 @pytest.fixture(scope="session")
 def weights_dir() -> Path:
     """The real checkpoints (../shared/weights)."""
-    return _real_dir("AQA_WEIGHTS_DIR", "the real checkpoints (i3d_rgb_kinetics400.pt, nanotrack_v2.pth, ...)")
+    return _real_dir(
+        "AQA_WEIGHTS_DIR", "the real checkpoints (i3d_rgb_kinetics400.pt, nanotrack_v2.pth, ...)"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -38,31 +38,85 @@ def _read_config(path: str | None) -> dict:
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("store", type=click.Path(exists=True, dir_okay=False))
 @click.option("--head", type=click.Choice(head_names()), help="Scoring head to train.")
-@click.option("--target", default=None, help="Label to predict: score, tes, pcs, execution, ... [default: score]")
+@click.option(
+    "--target", default=None, help="Label to predict: score, tes, pcs, execution, ... [default: score]"
+)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run directory to write.")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="JSON/YAML experiment file (keys: head, target, feature, cv, seeds, protocol, head_options, ...); "
-              "command-line flags override it.")
-@click.option("--feature", default=None, help="Feature kind to use when the store holds several (i3d, vst, ...).")
-@click.option("--cv", type=int, default=None, help="K-fold cross-validation on train (the way to choose models).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="JSON/YAML experiment file (keys: head, target, feature, cv, seeds, protocol, head_options, ...); "
+    "command-line flags override it.",
+)
+@click.option(
+    "--feature", default=None, help="Feature kind to use when the store holds several (i3d, vst, ...)."
+)
+@click.option(
+    "--cv", type=int, default=None, help="K-fold cross-validation on train (the way to choose models)."
+)
 @click.option("--seed", type=int, default=None, help="First random seed [default: 0].")
-@click.option("--seeds", "n_seeds", type=int, default=None, help="Number of seeds (seed, seed+1, ...): mean ± std.")
-@click.option("--protocol", type=click.Choice(["honest", "paper"]), default=None,
-              help="honest: epoch selection on a validation split carved from train [default]. paper: best epoch on "
-              "the evaluated videos, as the papers' code does — optimistic, and labelled so in the outputs.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Head option, e.g. --set epochs=50 (repeatable).")
-@click.option("--label-norm", default=None, help="minmax (default), paper (dataset divisor), divide:K or none.")
-@click.option("--use-dd/--no-use-dd", default=None, help="Difficulty-degree protocol: learn score/DD, multiply back.")
-@click.option("--val-fraction", type=float, default=None, help="Share of training videos held out for epoch selection.")
+@click.option(
+    "--seeds", "n_seeds", type=int, default=None, help="Number of seeds (seed, seed+1, ...): mean ± std."
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["honest", "paper"]),
+    default=None,
+    help="honest: epoch selection on a validation split carved from train [default]. paper: best epoch on "
+    "the evaluated videos, as the papers' code does — optimistic, and labelled so in the outputs.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Head option, e.g. --set epochs=50 (repeatable).",
+)
+@click.option(
+    "--label-norm", default=None, help="minmax (default), paper (dataset divisor), divide:K or none."
+)
+@click.option(
+    "--use-dd/--no-use-dd", default=None, help="Difficulty-degree protocol: learn score/DD, multiply back."
+)
+@click.option(
+    "--val-fraction", type=float, default=None, help="Share of training videos held out for epoch selection."
+)
 @click.option("--gpu", type=int, default=None, help="CUDA device index (default: CPU).")
-@click.option("--final-model/--no-final-model", default=None,
-              help="Also train the saved model.pt on the whole train split [default: yes].")
-@click.option("--predict", "predict_run", type=click.Path(exists=True, file_okay=False),
-              help="Instead of training: score STORE with the model saved in this run directory.")
+@click.option(
+    "--final-model/--no-final-model",
+    default=None,
+    help="Also train the saved model.pt on the whole train split [default: yes].",
+)
+@click.option(
+    "--predict",
+    "predict_run",
+    type=click.Path(exists=True, file_okay=False),
+    help="Instead of training: score STORE with the model saved in this run directory.",
+)
 @click.option("--split", default=None, help="With --predict: only videos of this split.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def main(store, head, target, out_dir, config_file, feature, cv, seed, n_seeds, protocol, sets, label_norm, use_dd,
-         val_fraction, gpu, final_model, predict_run, split, quiet) -> None:
+def main(
+    store,
+    head,
+    target,
+    out_dir,
+    config_file,
+    feature,
+    cv,
+    seed,
+    n_seeds,
+    protocol,
+    sets,
+    label_norm,
+    use_dd,
+    val_fraction,
+    gpu,
+    final_model,
+    predict_run,
+    split,
+    quiet,
+) -> None:
     """Train a scoring head on cached features and evaluate it honestly.
 
     \b
@@ -94,8 +148,15 @@ def main(store, head, target, out_dir, config_file, feature, cv, seed, n_seeds, 
 
     values = _read_config(config_file)
     overrides = {
-        "head": head, "target": target, "feature": feature, "cv": cv, "protocol": protocol,
-        "label_norm": label_norm, "use_dd": use_dd, "val_fraction": val_fraction, "final_model": final_model,
+        "head": head,
+        "target": target,
+        "feature": feature,
+        "cv": cv,
+        "protocol": protocol,
+        "label_norm": label_norm,
+        "use_dd": use_dd,
+        "val_fraction": val_fraction,
+        "final_model": final_model,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     if not values.get("head"):
@@ -123,7 +184,9 @@ def _print_summary(metrics: dict, config, out_dir: str) -> None:
     m = metrics[split]
     seeds = len(config.seeds)
     label = f"{split} ({config.cv or 5}-fold)" if split == "cv" else "test"
-    click.echo(f"{config.head} · target {config.target} · {label} · {seeds} seed(s) · {metrics['seconds']:.1f} s")
+    click.echo(
+        f"{config.head} · target {config.target} · {label} · {seeds} seed(s) · {metrics['seconds']:.1f} s"
+    )
     for key in ("spearman", "pearson", "mse", "rl2", "rl2_abs"):
         if f"{key}_mean" in m:
             click.echo(f"  {key:9s} {m[f'{key}_mean']:.4f} ± {m[f'{key}_std']:.4f}")
@@ -135,3 +198,7 @@ def _print_summary(metrics: dict, config, out_dir: str) -> None:
     if metrics.get("warning"):
         click.secho(metrics["warning"], fg="yellow", err=True)
     click.echo(f"run directory: {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

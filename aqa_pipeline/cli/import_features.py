@@ -25,19 +25,48 @@ RELEASES = {
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--dataset", required=True, help="Manifest name (fis-v, rhythmic-gymnastics, ...) or a manifest CSV path.")
-@click.option("--features-dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of <id>.npy files, shape (T, D).")
-@click.option("--out", "store", required=True, type=click.Path(dir_okay=False), help="Index file of the store to write.")
+@click.option(
+    "--dataset", required=True, help="Manifest name (fis-v, rhythmic-gymnastics, ...) or a manifest CSV path."
+)
+@click.option(
+    "--features-dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of <id>.npy files, shape (T, D).",
+)
+@click.option(
+    "--out", "store", required=True, type=click.Path(dir_okay=False), help="Index file of the store to write."
+)
 @click.option("--kind", default="vst", show_default=True, help="Feature kind name inside the store.")
-@click.option("--release", type=click.Choice(sorted(RELEASES)), default="gdlt-vst", show_default=True,
-              help="Which published release the files are (fills in the provenance).")
-@click.option("--split", "splits", multiple=True, type=click.Choice(["train", "test"]),
-              help="Only import rows of this split (repeatable); default: every row with a file.")
-@click.option("--dtype", type=click.Choice(["float16", "float32"]), default=None,
-              help="Convert on import; default keeps the files' dtype (lossless).")
-def main(dataset: str, features_dir: str, store: str, kind: str, release: str, splits: tuple[str, ...],
-         dtype: str | None) -> None:
+@click.option(
+    "--release",
+    type=click.Choice(sorted(RELEASES)),
+    default="gdlt-vst",
+    show_default=True,
+    help="Which published release the files are (fills in the provenance).",
+)
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    type=click.Choice(["train", "test"]),
+    help="Only import rows of this split (repeatable); default: every row with a file.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float16", "float32"]),
+    default=None,
+    help="Convert on import; default keeps the files' dtype (lossless).",
+)
+def main(
+    dataset: str,
+    features_dir: str,
+    store: str,
+    kind: str,
+    release: str,
+    splits: tuple[str, ...],
+    dtype: str | None,
+) -> None:
     """Import published per-video features with labels from the dataset manifest.
 
     \b
@@ -52,8 +81,9 @@ def main(dataset: str, features_dir: str, store: str, kind: str, release: str, s
     started = time.perf_counter()
     manifest = load_manifest(dataset)
     provenance = {**RELEASES[release], "source": str(features_dir)}
-    report = import_npy_features(manifest, features_dir, store, kind=kind, provenance=provenance,
-                                 splits=splits or None, dtype=dtype)
+    report = import_npy_features(
+        manifest, features_dir, store, kind=kind, provenance=provenance, splits=splits or None, dtype=dtype
+    )
     # Videos of the requested splits without a file are expected for partial releases (e.g. train only).
     click.echo(report.summary())
     click.echo(json.dumps({"store": store, "kind": kind, "seconds": round(time.perf_counter() - started, 2)}))

@@ -183,7 +183,9 @@ def resolve_weights(name: str, explicit: str | Path | None = None, *, download: 
     if explicit is not None:
         path = Path(explicit).expanduser()
         if not path.is_file():
-            raise WeightsNotFoundError(f"--weights {path}: no such file (expected {spec.filename}: {spec.description})")
+            raise WeightsNotFoundError(
+                f"--weights {path}: no such file (expected {spec.filename}: {spec.description})"
+            )
         return _verify(path, spec)
     candidates = [d / spec.filename for d in (weights_dir(), user_cache_dir()) if d is not None]
     for candidate in candidates:

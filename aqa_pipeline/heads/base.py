@@ -59,7 +59,9 @@ class Head(ABC):
     def __init__(self, **config: Any) -> None:
         unknown = set(config) - set(self.all_defaults())
         if unknown:
-            raise ValueError(f"head {self.name!r}: unknown options {sorted(unknown)}; known: {sorted(self.all_defaults())}")
+            raise ValueError(
+                f"head {self.name!r}: unknown options {sorted(unknown)}; known: {sorted(self.all_defaults())}"
+            )
         self.config = {**self.all_defaults(), **config}
 
     @classmethod
@@ -76,8 +78,15 @@ class Head(ABC):
         return data
 
     @abstractmethod
-    def fit(self, train: SequenceData, val: SequenceData | None = None, *, seed: int = 0,
-            device: str = "cpu", progress: bool = True) -> History: ...
+    def fit(
+        self,
+        train: SequenceData,
+        val: SequenceData | None = None,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        progress: bool = True,
+    ) -> History: ...
 
     @abstractmethod
     def predict(self, data: SequenceData) -> Prediction: ...
@@ -139,15 +148,24 @@ class TorchHead(Head):
 
     def configure_optimizer(self, model: nn.Module) -> tuple[torch.optim.Optimizer, Any]:
         """Adam with the configured lr / weight decay and no schedule; heads with a paper schedule override."""
-        optimizer = torch.optim.Adam(model.parameters(), lr=self.config["lr"], weight_decay=self.config["weight_decay"])
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=self.config["lr"], weight_decay=self.config["weight_decay"]
+        )
         return optimizer, None
 
     def batcher(self, data: SequenceData) -> Batcher:
         return Batcher(data, self.config["window"], self.config["test_window"], self.config["extra_windows"])
 
     # -- the shared loop ----------------------------------------------------------------------------------
-    def fit(self, train: SequenceData, val: SequenceData | None = None, *, seed: int = 0,
-            device: str = "cpu", progress: bool = True) -> History:
+    def fit(
+        self,
+        train: SequenceData,
+        val: SequenceData | None = None,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        progress: bool = True,
+    ) -> History:
         import time
 
         started = time.perf_counter()
@@ -167,7 +185,9 @@ class TorchHead(Head):
         for epoch in bar:
             model.train()
             total, count = 0.0, 0
-            for batch in batcher.iterate(batch_size=self.config["batch_size"], train=True, generator=generator):
+            for batch in batcher.iterate(
+                batch_size=self.config["batch_size"], train=True, generator=generator
+            ):
                 batch = batch.to(self.device)
                 loss, _parts = self.loss(model, batch)
                 optimizer.zero_grad(set_to_none=True)
@@ -182,8 +202,10 @@ class TorchHead(Head):
             if scheduler is not None and not getattr(scheduler, "per_iteration", False):
                 scheduler.step()
             history.train_loss.append(total / max(count, 1))
-            if val is not None and self.config["selection"] == "best_val" and (
-                epoch % self.config["eval_every"] == 0 or epoch == epochs
+            if (
+                val is not None
+                and self.config["selection"] == "best_val"
+                and (epoch % self.config["eval_every"] == 0 or epoch == epochs)
             ):
                 rho = spearman(self.predict(val).y, val.y)
                 history.val_epochs.append(epoch)
@@ -213,8 +235,12 @@ class TorchHead(Head):
             predictions.append(y.float().cpu().numpy())
             lengths = batch.mask.sum(1).cpu().numpy()
             for i in range(len(batch.index)):
-                explanations.append({k: _trim(v[i].float().cpu().numpy(), int(lengths[i]), batch.mask.shape[1])
-                                     for k, v in explain.items()})
+                explanations.append(
+                    {
+                        k: _trim(v[i].float().cpu().numpy(), int(lengths[i]), batch.mask.shape[1])
+                        for k, v in explain.items()
+                    }
+                )
         if self.model.training:
             self.model.train()
         return Prediction(np.concatenate(predictions), explanations if any(explanations) else None)
@@ -229,13 +255,19 @@ class TorchHead(Head):
         self.load_extra_state(state["extra"])
         self.device = torch.device("cpu")
         self.model = self.build(self.train_data)
-        self.model.load_state_dict(torch.load(io.BytesIO(state["model"]), map_location="cpu", weights_only=True))
+        self.model.load_state_dict(
+            torch.load(io.BytesIO(state["model"]), map_location="cpu", weights_only=True)
+        )
 
     def extra_state(self) -> dict[str, Any]:
         """Non-parameter state needed at prediction. Heads that compare with training videos at test time
         (exemplar heads) set ``keeps_training_data``; the rest keep two videos, enough for ``build`` to see
         the input shapes, so checkpoints stay small."""
-        data = self.train_data if self.keeps_training_data else self.train_data.subset(range(min(2, len(self.train_data))))
+        data = (
+            self.train_data
+            if self.keeps_training_data
+            else self.train_data.subset(range(min(2, len(self.train_data))))
+        )
         return {"train_data": data}
 
     def load_extra_state(self, extra: dict[str, Any]) -> None:

@@ -45,8 +45,15 @@ class _SklearnPooledHead(Head):
     def _search(self):
         raise NotImplementedError
 
-    def fit(self, train: SequenceData, val: SequenceData | None = None, *, seed: int = 0,
-            device: str = "cpu", progress: bool = True) -> History:
+    def fit(
+        self,
+        train: SequenceData,
+        val: SequenceData | None = None,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        progress: bool = True,
+    ) -> History:
         import time
 
         from sklearn.model_selection import GridSearchCV, KFold
@@ -121,7 +128,7 @@ class _MLP(nn.Module):
 
 @register_head("mlp")
 class MLPHead(TorchHead):
-    """"I3D+MLP": masked mean over clips, then an MLP regressor trained with MSE."""
+    """ "I3D+MLP": masked mean over clips, then an MLP regressor trained with MSE."""
 
     defaults: ClassVar[dict[str, Any]] = {
         "hidden": [256, 128],  # code: the MUSDL/USDL regressor widths (1024→256→128)
@@ -140,7 +147,7 @@ class MLPHead(TorchHead):
 
     def loss(self, model: nn.Module, batch: Batch):
         loss = nn.functional.mse_loss(self._forward(model, batch), batch.y)
-        return loss, {"mse": float(loss)}
+        return loss, {"mse": float(loss.detach())}
 
     def predict_batch(self, model: nn.Module, batch: Batch):
         return self._forward(model, batch), {}
@@ -149,8 +156,14 @@ class MLPHead(TorchHead):
 class _LSTMRegressor(nn.Module):
     def __init__(self, dim: int, hidden: int, layers: int, bidirectional: bool, dropout: float) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(dim, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional,
-                            dropout=dropout if layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            dim,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if layers > 1 else 0.0,
+        )
         self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden * (2 if bidirectional else 1), 1))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -183,12 +196,17 @@ class LSTMHead(TorchHead):
     }
 
     def build(self, train: SequenceData) -> nn.Module:
-        return _LSTMRegressor(int(np.prod(train.dim)), self.config["hidden"], self.config["layers"],
-                              self.bidirectional, self.config["dropout"])
+        return _LSTMRegressor(
+            int(np.prod(train.dim)),
+            self.config["hidden"],
+            self.config["layers"],
+            self.bidirectional,
+            self.config["dropout"],
+        )
 
     def loss(self, model: nn.Module, batch: Batch):
         loss = nn.functional.mse_loss(model(batch.x.flatten(2), batch.mask), batch.y)
-        return loss, {"mse": float(loss)}
+        return loss, {"mse": float(loss.detach())}
 
     def predict_batch(self, model: nn.Module, batch: Batch):
         return model(batch.x.flatten(2), batch.mask), {}

@@ -4,8 +4,10 @@ head modules lazily so that ``aqa-fit --help`` stays instant and one broken head
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from aqa_pipeline.heads.base import Head
+if TYPE_CHECKING:  # the CLI imports this module for --help: keep torch out of it
+    from aqa_pipeline.heads.base import Head
 
 # name -> module that defines it (imported on first use)
 HEAD_MODULES: dict[str, str] = {

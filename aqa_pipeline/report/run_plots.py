@@ -25,7 +25,13 @@ def plot_training_curves(histories: list[dict[str, Any]], path: Path) -> None:
     for history in histories:
         label = f"seed {history['seed']} {history['fold']}"
         if history["train_loss"]:
-            ax.plot(np.arange(1, len(history["train_loss"]) + 1), history["train_loss"], lw=1, alpha=0.7, label=label)
+            ax.plot(
+                np.arange(1, len(history["train_loss"]) + 1),
+                history["train_loss"],
+                lw=1,
+                alpha=0.7,
+                label=label,
+            )
         if history["val_spearman"]:
             twin.plot(history["val_epochs"], history["val_spearman"], ls="--", lw=1, alpha=0.7)
         if history.get("best_epoch") and history["val_spearman"]:

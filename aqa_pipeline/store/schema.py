@@ -31,7 +31,16 @@ SHARDS_SUFFIX = ".shards"
 PARTIAL_SUFFIX = ".partial"
 # Provenance fields whose disagreement makes two feature sets incompatible (they came from different models or
 # sampling recipes); other fields (date, package version, source paths) may differ between shards.
-COMPATIBILITY_FIELDS = ("encoder", "preset", "weights_sha256", "transform", "dim", "clip_len", "fps", "normalisation")
+COMPATIBILITY_FIELDS = (
+    "encoder",
+    "preset",
+    "weights_sha256",
+    "transform",
+    "dim",
+    "clip_len",
+    "fps",
+    "normalisation",
+)
 
 
 class StoreError(Exception):
@@ -101,7 +110,11 @@ def check_feature(video_id: str, kind: str, feature: Feature, dim: Any) -> None:
     if dim is not None:
         expected = tuple(dim) if isinstance(dim, (list, tuple)) else (dim,)
         if tuple(data.shape[1:]) != expected:
-            raise StoreError(f"{where}: trailing shape {tuple(data.shape[1:])} but the store's provenance says {expected}")
+            raise StoreError(
+                f"{where}: trailing shape {tuple(data.shape[1:])} but the store's provenance says {expected}"
+            )
     times = np.asarray(feature.times)
     if times.shape != (data.shape[0],):
-        raise StoreError(f"{where}: times has shape {times.shape}, expected ({data.shape[0]},) to match the data")
+        raise StoreError(
+            f"{where}: times has shape {times.shape}, expected ({data.shape[0]},) to match the data"
+        )

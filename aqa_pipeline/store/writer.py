@@ -29,7 +29,6 @@ from aqa_pipeline.store.schema import (
     check_feature,
     encode_attr,
     incompatibilities,
-    read_attrs,
     shard_name,
     shards_dir,
 )
@@ -89,14 +88,22 @@ class StoreWriter:
         except OSError as error:
             aside = self.partial_path.with_name(self.partial_path.name + f".corrupt-{_timestamp()}")
             self.partial_path.rename(aside)
-            log.warning("unreadable partial shard %s (%s); moved it to %s and starting afresh", self.partial_path,
-                        error, aside)
+            log.warning(
+                "unreadable partial shard %s (%s); moved it to %s and starting afresh",
+                self.partial_path,
+                error,
+                aside,
+            )
             handle = h5py.File(self.partial_path, "w")
             self._file = handle
             self._init_file()
             return handle
         existing = json.loads(handle.attrs.get("kinds", "{}"))
-        problems = [p for kind in self.kinds for p in incompatibilities(kind, existing.get(kind, {}), self.kinds[kind])]
+        problems = [
+            p
+            for kind in self.kinds
+            for p in incompatibilities(kind, existing.get(kind, {}), self.kinds[kind])
+        ]
         if sorted(existing) != sorted(self.kinds) or problems:
             handle.close()
             raise StoreError(
@@ -153,13 +160,17 @@ class StoreWriter:
         videos = self._require_open()["videos"]
         return [vid for vid in videos if videos[vid].attrs.get("complete", False)]
 
-    def write(self, video_id: str, features: dict[str, Feature], labels: dict[str, Any] | None = None) -> None:
+    def write(
+        self, video_id: str, features: dict[str, Feature], labels: dict[str, Any] | None = None
+    ) -> None:
         """Write every declared kind of one video; the video counts as done only when all are on disk."""
         handle = self._require_open()
         if "/" in video_id or not video_id:
             raise StoreError(f"invalid video id {video_id!r} (must be non-empty and contain no '/')")
         if set(features) != set(self.kinds):
-            raise StoreError(f"video {video_id!r}: got kinds {sorted(features)}, this writer declares {sorted(self.kinds)}")
+            raise StoreError(
+                f"video {video_id!r}: got kinds {sorted(features)}, this writer declares {sorted(self.kinds)}"
+            )
         if self.is_done(video_id):
             raise StoreError(f"video {video_id!r} is already in {self.partial_path}: duplicate id")
         for kind, feature in features.items():
@@ -193,4 +204,3 @@ class StoreWriter:
 
 def _timestamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-

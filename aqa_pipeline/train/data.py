@@ -7,6 +7,7 @@ the weight-score decoder and ACTION-NET do); evaluation windows are deterministi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,8 @@ class SequenceData:
     difficulty: np.ndarray | None = None
     groups: np.ndarray | None = None
     judges: np.ndarray | None = None
+    # raw score (and difficulty) -> working units; for heads that compute a raw score themselves (MUSDL)
+    to_working: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -62,6 +65,7 @@ class SequenceData:
             difficulty=pick(self.difficulty),
             groups=pick(self.groups),
             judges=pick(self.judges),
+            to_working=self.to_working,
         )
 
 
@@ -105,7 +109,9 @@ class _Padded:
             out[i, : len(s)] = s
         self.values = torch.from_numpy(out)
 
-    def window(self, index: torch.Tensor, starts: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def window(
+        self, index: torch.Tensor, starts: torch.Tensor, size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows ``index``, clips [start, start+size), zero-filled and masked past each video's end."""
         offsets = torch.arange(size)
         positions = starts[:, None] + offsets[None, :]
@@ -138,7 +144,9 @@ class Batcher:
         self._primary = _Padded(data.x)
         self._extra = {role: _Padded(seqs) for role, seqs in data.extra.items()}
         self._y = torch.as_tensor(data.y, dtype=torch.float32)
-        self._difficulty = None if data.difficulty is None else torch.as_tensor(data.difficulty, dtype=torch.float32)
+        self._difficulty = (
+            None if data.difficulty is None else torch.as_tensor(data.difficulty, dtype=torch.float32)
+        )
         self._judges = None if data.judges is None else torch.as_tensor(data.judges, dtype=torch.float32)
 
     def batch(self, indices, *, train: bool, generator: torch.Generator | None = None) -> Batch:
@@ -168,7 +176,9 @@ class Batcher:
         if train and train_window:
             size = int(train_window)
             room = (lengths - size).clamp(min=0)
-            starts = (torch.rand(len(index), generator=generator) * (room + 1).to(torch.float32)).floor().long()
+            starts = (
+                (torch.rand(len(index), generator=generator) * (room + 1).to(torch.float32)).floor().long()
+            )
         else:
             test_window = self.test_window if not train else None
             if isinstance(test_window, int):
@@ -181,7 +191,12 @@ class Batcher:
         return x, mask, starts
 
     def iterate(
-        self, *, batch_size: int, train: bool, generator: torch.Generator | None = None, drop_last: bool = False
+        self,
+        *,
+        batch_size: int,
+        train: bool,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
     ):
         """Batches over all rows: shuffled (with ``generator``) for training, in order for evaluation."""
         n = len(self.data)

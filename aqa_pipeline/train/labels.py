@@ -28,12 +28,15 @@ class LabelTransform:
     scale: float = 1.0
 
     @classmethod
-    def fit(cls, scores: np.ndarray, difficulty: np.ndarray | None, *, mode: str, use_dd: bool,
-            dataset: str = "") -> LabelTransform:
+    def fit(
+        cls, scores: np.ndarray, difficulty: np.ndarray | None, *, mode: str, use_dd: bool, dataset: str = ""
+    ) -> LabelTransform:
         raw = _raw(scores, difficulty, use_dd)
         if mode == "paper":
             if dataset not in PAPER_DIVISORS:
-                raise ValueError(f"no paper divisor known for dataset {dataset!r}; known: {sorted(PAPER_DIVISORS)}")
+                raise ValueError(
+                    f"no paper divisor known for dataset {dataset!r}; known: {sorted(PAPER_DIVISORS)}"
+                )
             mode = f"divide:{PAPER_DIVISORS[dataset]}"
         if mode == "minmax":
             low, high = float(np.min(raw)), float(np.max(raw))
@@ -60,5 +63,7 @@ def _raw(scores, difficulty, use_dd: bool) -> np.ndarray:
     if not use_dd:
         return scores
     if difficulty is None or np.isnan(difficulty).any():
-        raise ValueError("use_dd needs a difficulty degree for every video; this data has none (or some missing)")
+        raise ValueError(
+            "use_dd needs a difficulty degree for every video; this data has none (or some missing)"
+        )
     return scores / difficulty

@@ -41,7 +41,9 @@ def fisher_z_mean(correlations, eps: float = 1e-6) -> float:
 def per_class_metrics(truth, prediction, classes) -> dict[str, dict[str, float]]:
     """Metrics per action class plus ``fisher_z_spearman`` over the classes (AQA-7 protocol)."""
     truth, prediction, classes = np.asarray(truth), np.asarray(prediction), np.asarray(classes)
-    per_class = {str(c): regression_metrics(truth[classes == c], prediction[classes == c]) for c in np.unique(classes)}
+    per_class = {
+        str(c): regression_metrics(truth[classes == c], prediction[classes == c]) for c in np.unique(classes)
+    }
     rhos = [m["spearman"] for m in per_class.values() if np.isfinite(m["spearman"])]
     return {"classes": per_class, "fisher_z_spearman": fisher_z_mean(rhos) if rhos else float("nan")}
 

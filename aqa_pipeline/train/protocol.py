@@ -28,7 +28,9 @@ class Fold:
     score_on_test: bool
 
 
-def carve_validation(indices: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def carve_validation(
+    indices: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Split ``indices`` into (fit, val) with ``fraction`` of them (at least 2) for validation."""
     if fraction <= 0:
         return indices, np.array([], dtype=np.int64)
@@ -61,7 +63,9 @@ def make_folds(
     if k < 2:
         raise ValueError(f"--cv needs at least 2 folds, got {k}")
     if n_train < 2 * k:
-        raise ValueError(f"{n_train} training videos are too few for {k}-fold cross-validation (need ≥ {2 * k})")
+        raise ValueError(
+            f"{n_train} training videos are too few for {k}-fold cross-validation (need ≥ {2 * k})"
+        )
     folds = []
     splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
     for i, (train_idx, held_out) in enumerate(splitter.split(all_train)):
@@ -76,5 +80,7 @@ def make_folds(
 
 def final_fold(n_train: int, *, seed: int, val_fraction: float, uses_validation: bool) -> Fold:
     """All training videos (less the validation carve) for the model saved with a run; scores nothing."""
-    fit, val = carve_validation(np.arange(n_train), val_fraction if uses_validation else 0.0, np.random.default_rng(seed))
+    fit, val = carve_validation(
+        np.arange(n_train), val_fraction if uses_validation else 0.0, np.random.default_rng(seed)
+    )
     return Fold("final", fit, val if len(val) else None, np.array([], dtype=np.int64), False)

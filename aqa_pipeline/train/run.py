@@ -45,7 +45,9 @@ class FitConfig:
     head: str
     target: str = "score"
     feature: str | None = None
-    extras: dict[str, str] = field(default_factory=dict)  # role -> store kind (default: the head's extra_roles)
+    extras: dict[str, str] = field(
+        default_factory=dict
+    )  # role -> store kind (default: the head's extra_roles)
     cv: int | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
     protocol: str = "honest"  # or "paper"
@@ -61,7 +63,9 @@ class FitConfig:
     def from_dict(cls, values: dict[str, Any]) -> FitConfig:
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+            raise ValueError(
+                f"unknown config keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
+            )
         return cls(**values)
 
 
@@ -74,7 +78,9 @@ class LoadedData:
     dataset: str = ""
 
 
-def resolve_inputs(store: FeatureStore, config: FitConfig, head_cls: type[Head]) -> tuple[str, dict[str, str]]:
+def resolve_inputs(
+    store: FeatureStore, config: FitConfig, head_cls: type[Head]
+) -> tuple[str, dict[str, str]]:
     """Pick the primary feature kind and the extra roles, with errors that say what the store has."""
     candidates = [k for k in store.kinds if k not in NON_FEATURE_KINDS]
     role_kinds = {kind for kinds in head_cls.extra_roles.values() for kind in kinds}
@@ -85,7 +91,9 @@ def resolve_inputs(store: FeatureStore, config: FitConfig, head_cls: type[Head])
     else:
         primary_candidates = [k for k in candidates if k not in role_kinds] or candidates
         if len(primary_candidates) != 1:
-            raise ValueError(f"{store.path} holds several feature kinds {primary_candidates}: choose one with --feature")
+            raise ValueError(
+                f"{store.path} holds several feature kinds {primary_candidates}: choose one with --feature"
+            )
         primary = primary_candidates[0]
     extras = dict(config.extras)
     for role, kinds in head_cls.extra_roles.items():
@@ -108,8 +116,12 @@ def load_data(store: FeatureStore, config: FitConfig, head_cls: type[Head]) -> L
     splits = store.splits()
     if splits.get("train", 0) == 0:
         raise StoreError(f"{store.path} has no 'train' videos (splits: {splits})")
-    train = store.load(kinds, split="train")
-    test = store.load(kinds, split="test") if splits.get("test", 0) and config.cv is None else None
+    train = store.load(kinds, split="train", dtype=np.float32)
+    test = (
+        store.load(kinds, split="test", dtype=np.float32)
+        if splits.get("test", 0) and config.cv is None
+        else None
+    )
     for name, data in (("train", train), ("test", test)):
         if data is None:
             continue
@@ -126,8 +138,9 @@ def load_data(store: FeatureStore, config: FitConfig, head_cls: type[Head]) -> L
     return LoadedData(train, test, primary, extras, store.dataset)
 
 
-def to_sequences(data: FeatureSet, loaded: LoadedData, transform: LabelTransform, target: str,
-                 head_cls: type[Head]) -> SequenceData:
+def to_sequences(
+    data: FeatureSet, loaded: LoadedData, transform: LabelTransform, target: str, head_cls: type[Head]
+) -> SequenceData:
     difficulty = data.label("difficulty")
     has_dd = not np.isnan(difficulty).all()
     groups = np.array([str(lab.get("action_class", "")) for lab in data.labels], dtype=object)
@@ -141,6 +154,7 @@ def to_sequences(data: FeatureSet, loaded: LoadedData, transform: LabelTransform
         difficulty=difficulty if has_dd else None,
         groups=groups if any(groups) else None,
         judges=None if judges is None or np.isnan(judges).any() else judges,
+        to_working=transform.forward,
     )
     return head_cls.adapt_inputs(sequences, data)
 
@@ -227,15 +241,28 @@ def run(store_path: str | Path, config: FitConfig, out_dir: str | Path | None = 
             fold_metrics.append(_metrics_for(result["truth"], result["prediction"], result["groups"]))
             histories.append({"seed": seed, "fold": fold.name, **_history_dict(result["history"])})
             for i, vid in enumerate(result["ids"]):
-                predictions.append({"split": split_name, "fold": fold.name, "seed": seed, "id": vid,
-                                    "truth": float(result["truth"][i]), "prediction": float(result["prediction"][i])})
+                predictions.append(
+                    {
+                        "split": split_name,
+                        "fold": fold.name,
+                        "seed": seed,
+                        "id": vid,
+                        "truth": float(result["truth"][i]),
+                        "prediction": float(result["prediction"][i]),
+                    }
+                )
                 if seed_index == 0 and result["explanations"] is not None:
-                    explanations[vid] = {**result["explanations"][i], "truth": result["truth"][i],
-                                         "prediction": result["prediction"][i]}
+                    explanations[vid] = {
+                        **result["explanations"][i],
+                        "truth": result["truth"][i],
+                        "prediction": result["prediction"][i],
+                    }
             log.info("seed %d %s: %s", seed, fold.name, fold_metrics[-1])
         if split_name == "cv":
             # Mean over folds (as k-fold papers report), plus the pooled out-of-fold metrics.
-            scalar = {k: float(np.mean([m[k] for m in fold_metrics])) for k in fold_metrics[0] if k != "per_class"}
+            scalar = {
+                k: float(np.mean([m[k] for m in fold_metrics])) for k in fold_metrics[0] if k != "per_class"
+            }
             seed_rows = [p for p in predictions if p["seed"] == seed]
             pooled = regression_metrics([p["truth"] for p in seed_rows], [p["prediction"] for p in seed_rows])
             scalar.update({f"pooled_{k}": v for k, v in pooled.items()})
@@ -245,23 +272,31 @@ def run(store_path: str | Path, config: FitConfig, out_dir: str | Path | None = 
             if "per_class" in fold_metrics[0]:
                 per_class_seed.append(fold_metrics[0]["per_class"])
         per_seed.append(scalar)
-    metrics: dict[str, Any] = {split_name: {**per_seed[0], **(summarise(per_seed) if len(per_seed) > 1 else {})}}
+    metrics: dict[str, Any] = {
+        split_name: {**per_seed[0], **(summarise(per_seed) if len(per_seed) > 1 else {})}
+    }
     metrics[split_name]["per_seed"] = per_seed
     if per_class_seed:
         metrics[split_name]["per_class"] = per_class_seed[0]
     metrics["protocol"] = config.protocol
     metrics["selection"] = (
-        "best epoch on the evaluated videos (paper protocol; optimistic)" if config.protocol == "paper"
+        "best epoch on the evaluated videos (paper protocol; optimistic)"
+        if config.protocol == "paper"
         else f"validation split of {config.val_fraction:.0%} carved from the training videos"
-        if head_cls.uses_validation else "inner cross-validation on the training videos"
+        if head_cls.uses_validation
+        else "inner cross-validation on the training videos"
     )
     if config.protocol == "paper":
         metrics["warning"] = PAPER_WARNING
     final_head = final_transform = None
     if config.final_model:
         # The saved model: trained on the whole train split (validation carved as in the protocol).
-        fold = final_fold(len(loaded.train), seed=config.seeds[0], val_fraction=config.val_fraction,
-                          uses_validation=head_cls.uses_validation)
+        fold = final_fold(
+            len(loaded.train),
+            seed=config.seeds[0],
+            val_fraction=config.val_fraction,
+            uses_validation=head_cls.uses_validation,
+        )
         final = _fit_one(config, head_cls, loaded, fold, config.seeds[0])
         final_head, final_transform = final["head"], final["transform"]
     seconds = time.perf_counter() - started
@@ -276,8 +311,14 @@ def _history_dict(history: History) -> dict[str, Any]:
     return asdict(history)
 
 
-def write_run_dir(out: Path, config: FitConfig, store: FeatureStore, loaded: LoadedData, result: RunResult,
-                  transform: LabelTransform | None) -> None:
+def write_run_dir(
+    out: Path,
+    config: FitConfig,
+    store: FeatureStore,
+    loaded: LoadedData,
+    result: RunResult,
+    transform: LabelTransform | None,
+) -> None:
     import torch
 
     from aqa_pipeline.report.run_plots import plot_scatter, plot_training_curves
@@ -328,7 +369,9 @@ def _json_default(value):
     return str(value)
 
 
-def predict_store(run_dir: str | Path, store_path: str | Path, split: str | None = None) -> list[dict[str, Any]]:
+def predict_store(
+    run_dir: str | Path, store_path: str | Path, split: str | None = None
+) -> list[dict[str, Any]]:
     """Score the videos of another store with a saved run's model (refusing incompatible features)."""
     import torch
 
@@ -345,14 +388,20 @@ def predict_store(run_dir: str | Path, store_path: str | Path, split: str | None
     for kind in kinds:
         problems = incompatibilities(kind, resolved["provenance"][kind], store.provenance(kind))
         if problems:
-            raise StoreError(f"{store.path} features differ from the ones {run_dir} was trained on: {'; '.join(problems)}")
-    data = store.load(kinds, split=split)
+            raise StoreError(
+                f"{store.path} features differ from the ones {run_dir} was trained on: {'; '.join(problems)}"
+            )
+    data = store.load(kinds, split=split, dtype=np.float32)
     loaded = LoadedData(data, None, resolved["primary_feature"], resolved["extras"], store.dataset)
     transform = LabelTransform(**checkpoint["label_transform"])
     head = head_cls()
     head.load_state_dict(checkpoint["state"])
-    sequences = to_sequences(data, loaded, transform, fit.target, head_cls)  # unlabelled videos get NaN targets
+    sequences = to_sequences(
+        data, loaded, transform, fit.target, head_cls
+    )  # unlabelled videos get NaN targets
     predicted = transform.inverse(head.predict(sequences).y, sequences.difficulty if fit.use_dd else None)
     truth = data.label(fit.target)
-    return [{"id": vid, "truth": float(t), "prediction": float(p)}
-            for vid, t, p in zip(data.ids, truth, predicted, strict=True)]
+    return [
+        {"id": vid, "truth": float(t), "prediction": float(p)}
+        for vid, t, p in zip(data.ids, truth, predicted, strict=True)
+    ]

@@ -1,0 +1,54 @@
+# aqa-pipeline — every target sets up its own environment first, so `make test` / `make demo` work from a
+# fresh clone. Torch/torchvision are pinned in constraints.txt (CPU-capable builds); pyproject stays unpinned.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export YOLO_OFFLINE ?= 1
+export YOLO_AUTOINSTALL ?= 0
+export PYTHONDONTWRITEBYTECODE = 1
+
+.PHONY: setup test test-fast demo lint format bench fisv-store fisv-baselines clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+test: setup  ## the whole suite; real-data tests need AQA_WEIGHTS_DIR / AQA_DATA_DIR (they skip with a reason otherwise)
+	YOLO_CONFIG_DIR=$$(mktemp -d) $(PY) -m pytest -q -rs
+
+test-fast: setup  ## without the tests marked slow
+	YOLO_CONFIG_DIR=$$(mktemp -d) $(PY) -m pytest -q -m "not slow"
+
+demo: setup  ## synthetic videos/features with known scores through every stage, metrics and plots at the end
+	$(PY) -m aqa_pipeline.demo --out demo-output
+
+lint: setup
+	$(VENV)/bin/ruff check aqa_pipeline tests benchmarks
+	$(VENV)/bin/ruff format --check aqa_pipeline tests benchmarks
+
+format: setup
+	$(VENV)/bin/ruff format aqa_pipeline tests benchmarks
+	$(VENV)/bin/ruff check --fix aqa_pipeline tests benchmarks
+
+bench: setup  ## measured numbers, not tests (see benchmarks/)
+	$(PY) benchmarks/bench_store.py
+	@for script in benchmarks/bench_*.py; do [ "$$script" = benchmarks/bench_store.py ] || $(PY) $$script; done
+
+# -- reproductions (need AQA_DATA_DIR) -----------------------------------------------------------------------
+FISV_STORE ?= runs/fisv/features.h5
+
+fisv-store: setup  ## import the released Fis-V Video Swin features (400 training videos)
+	$(VENV)/bin/aqa-import --dataset fis-v --features-dir $(AQA_DATA_DIR)/fisv/swintx_avg_fps25_clip32 \
+	  --out $(FISV_STORE) --split train
+
+fisv-baselines: fisv-store  ## 5-fold CV on the 400 Fis-V training videos, TES and PCS, 3 seeds
+	@for head in svr ridge mlp lstm bilstm usdl; do for target in tes pcs; do \
+	  $(VENV)/bin/aqa-fit --head $$head $(FISV_STORE) --target $$target --cv 5 --seeds 3 --quiet \
+	    --no-final-model --out runs/fisv/$$head-$$target || exit 1; done; done
+
+clean:
+	rm -rf $(VENV) demo-output runs .pytest_cache .ruff_cache *.egg-info
