@@ -258,3 +258,14 @@ def test_cli_help_is_fast_and_teaches():
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
     )
     assert time.perf_counter() - started < 30
+
+
+def test_musdl_learns_from_per_judge_scores():
+    data = synthetic_sequence_data("pooled", n=160, seed=2, dim=16, length=(6, 12))
+    rng = np.random.default_rng(0)
+    data.judges = np.clip(np.round((data.y[:, None] * 8 + 1 + rng.normal(0, 0.3, (160, 7))) * 2) / 2, 0, 10)
+    data.to_working = lambda raw, difficulty: (raw - 3.0) / 24.0  # 3 × (1..9) → [0, 1]
+    train, val, test = data.subset(range(100)), data.subset(range(100, 120)), data.subset(range(120, 160))
+    head = get_head("musdl")(epochs=60, lr=1e-3)
+    head.fit(train, val, seed=0, progress=False)
+    assert regression_metrics(test.y, head.predict(test).y)["spearman"] > 0.85

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import re
 import shutil
 import tempfile
 import urllib.request
@@ -75,8 +76,10 @@ REGISTRY: dict[str, WeightsSpec] = {
             name="mobilenet_v2_imagenet",
             filename="mobilenet_v2_imagenet_features.pt",
             url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+            # The reference copy (hash below) is the MIT port's flat key layout; a download here is torchvision's
+            # checkpoint cut to its trunk. The image encoder accepts both layouts.
             sha256="2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197",
-            description="torchvision ImageNet MobileNetV2 feature trunk (features.* keys, 1280-d after pooling)",
+            description="ImageNet MobileNetV2 feature trunk (features.* keys, 1280-d after pooling)",
             license="BSD-3-Clause (torchvision) / MIT",
             converter="aqa_pipeline.encoders.weights:keep_features_trunk",
         ),
@@ -145,15 +148,30 @@ def get_spec(name: str) -> WeightsSpec:
     return REGISTRY[name]
 
 
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
 def _verify(path: Path, spec: WeightsSpec) -> Path:
-    if spec.sha256 is not None:
-        actual = sha256_of(path)
-        if actual != spec.sha256:
-            raise ValueError(
-                f"{path}: sha256 {actual} does not match the registry's {spec.sha256} for {spec.name!r}; "
-                "the file is corrupt or a different checkpoint"
-            )
+    """Check a local file against the registry hash, or against the sidecar hash that ``_download`` wrote when it
+    produced the file here from a verified official download (a converted file has no published hash)."""
+    actual = sha256_of(path)
+    accepted = {spec.sha256} if spec.sha256 else set()
+    if _sidecar(path).is_file():
+        accepted.add(_sidecar(path).read_text().strip())
+    if accepted and actual not in accepted:
+        raise ValueError(
+            f"{path}: sha256 {actual} does not match the registry's {spec.sha256} for {spec.name!r}; "
+            "the file is corrupt or a different checkpoint"
+        )
     return path
+
+
+def _check_download(raw: Path, spec: WeightsSpec) -> None:
+    """torchvision names its files ``<name>-<first 8 hex of sha256>.pth``: check that much of the download."""
+    match = re.search(r"-([0-9a-f]{8,})\.pth$", spec.url)
+    if match and not sha256_of(raw).startswith(match.group(1)):
+        raise ValueError(f"download of {spec.url} is corrupt: its sha256 does not start with {match.group(1)}")
 
 
 def _resolve_converter(dotted: str) -> Callable[[Path, Path], None]:
@@ -167,12 +185,14 @@ def _download(spec: WeightsSpec, destination: Path) -> Path:
         raw = Path(tmp) / Path(spec.url).name
         with urllib.request.urlopen(spec.url, timeout=60) as response, open(raw, "wb") as out:
             shutil.copyfileobj(response, out)
+        _check_download(raw, spec)
         converted = Path(tmp) / spec.filename
         if spec.converter:
             _resolve_converter(spec.converter)(raw, converted)
+            _sidecar(destination).write_text(sha256_of(converted))
         else:
             raw.rename(converted)
-        _verify(converted, spec)
+            _verify(converted, spec)
         converted.replace(destination)
     return destination
 
