@@ -72,9 +72,10 @@ class Head(ABC):
         return merged
 
     @classmethod
-    def adapt_inputs(cls, data: SequenceData, source) -> SequenceData:
+    def adapt_inputs(cls, data: SequenceData, source, *, primary: str, config: dict[str, Any]) -> SequenceData:
         """Turn loaded store features into what the head consumes (e.g. boxes into tube masks). ``source`` is
-        the FeatureSet they came from (provenance, times). Default: as loaded."""
+        the FeatureSet they came from (provenance, times), ``primary`` its main kind, ``config`` the head's
+        resolved options. Default: as loaded."""
         return data
 
     @abstractmethod

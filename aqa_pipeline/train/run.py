@@ -139,7 +139,12 @@ def load_data(store: FeatureStore, config: FitConfig, head_cls: type[Head]) -> L
 
 
 def to_sequences(
-    data: FeatureSet, loaded: LoadedData, transform: LabelTransform, target: str, head_cls: type[Head]
+    data: FeatureSet,
+    loaded: LoadedData,
+    transform: LabelTransform,
+    target: str,
+    head_cls: type[Head],
+    head_options: dict[str, Any],
 ) -> SequenceData:
     difficulty = data.label("difficulty")
     has_dd = not np.isnan(difficulty).all()
@@ -156,7 +161,8 @@ def to_sequences(
         judges=None if judges is None or np.isnan(judges).any() else judges,
         to_working=transform.forward,
     )
-    return head_cls.adapt_inputs(sequences, data)
+    config = {**head_cls.all_defaults(), **head_options}
+    return head_cls.adapt_inputs(sequences, data, primary=loaded.primary, config=config)
 
 
 @dataclass
@@ -182,7 +188,7 @@ def _fit_one(config: FitConfig, head_cls: type[Head], loaded: LoadedData, fold: 
     )
 
     def sequences(data: FeatureSet) -> SequenceData:
-        return to_sequences(data, loaded, transform, config.target, head_cls)
+        return to_sequences(data, loaded, transform, config.target, head_cls, config.head_options)
 
     scored = sequences(scored_set) if len(scored_set) else None
     if config.protocol == "paper":
