@@ -1,0 +1,171 @@
+"""``aqa-extract``: videos → frozen I3D clip features in a sharded HDF5 feature store."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from aqa_pipeline.video.presets import DATASET_PRESETS, NORMALISATIONS, PAD_POLICIES, PRESETS
+
+EPILOG = """\b
+Examples:
+  # MTL-AQA with the CoRe clip layout, on GPU 0, 4 decoding workers
+  aqa-extract --dataset mtl-aqa --video-root /data/mtl-aqa/videos --out out/mtl-aqa.h5 --gpu 0 --workers 4
+  # the same, split into 4 independent jobs (run each with its own --shard-index)
+  aqa-extract --dataset mtl-aqa --video-root DIR --out out/mtl-aqa.h5 --num-shards 4 --shard-index 0
+  # MUSDL's last clip start (87), ImageNet-normalised input as in the papers, plus TSA's Mixed_4e maps
+  aqa-extract --dataset mtl-aqa --video-root DIR --out out/m.h5 --preset mtl-aqa-musdl --normalisation paper --maps
+  # your own videos (no labels; split 'unlabelled'), printing Kinetics top-5 as a sanity check
+  aqa-extract --videos a.mp4 b.mp4 --out out/mine.h5 --preset action-net --cpu --show-pred
+
+\b
+Re-running the same command resumes: finished videos are skipped. Failures are listed in
+<out>.failures-<shard>.jsonl and the rest continue. Ctrl-C keeps every finished video.
+"""
+
+
+@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--dataset", help="Dataset manifest name (mtl-aqa, aqa-7, finediving, ...) or a manifest .csv.")
+@click.option(
+    "--video-root", type=click.Path(file_okay=False), help="Folder with the dataset's source videos."
+)
+@click.option(
+    "--videos",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Your own video files (repeatable; also accepts several paths after one --videos).",
+)
+@click.option(
+    "--out", "store", required=True, type=click.Path(dir_okay=False), help="Feature store (.h5) to write."
+)
+@click.option("--encoder", type=click.Choice(["i3d"]), default="i3d", show_default=True)
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    help="Clip layout + transform; default: the "
+    "dataset's (mtl-aqa→mtl-aqa, finediving→finediving, skating/gymnastics→gdlt), else action-net.",
+)
+@click.option(
+    "--normalisation",
+    type=click.Choice(["preset", "paper", *NORMALISATIONS]),
+    default="preset",
+    show_default=True,
+    help="Input normalisation: the preset's ([-1,1] for frozen I3D), the paper's, or an explicit one.",
+)
+@click.option(
+    "--pad", type=click.Choice(PAD_POLICIES), help="How short samples are filled (default repeat_last)."
+)
+@click.option("--gpu", type=int, help="CUDA device index.")
+@click.option("--cpu", is_flag=True, help="Force CPU (the default when no --gpu is given).")
+@click.option(
+    "--batch-size",
+    type=int,
+    help="Clips per forward pass, packed across videos (default: 64 on GPU, 8 on CPU to bound memory).",
+)
+@click.option("--workers", default=2, show_default=True, help="Decoding worker processes (0 = in-process).")
+@click.option("--num-shards", default=1, show_default=True)
+@click.option("--shard-index", default=0, show_default=True)
+@click.option("--limit", type=int, help="Extract at most N not-yet-done videos of this shard.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Explicit I3D checkpoint (piergiaj layout).")
+@click.option("--show-pred", is_flag=True, help="Print each video's Kinetics top-5 (clip-averaged logits).")
+@click.option("--maps", is_flag=True, help="Also store the mid-level I3D maps (kind i3d_maps, float16).")
+@click.option(
+    "--maps-endpoint",
+    default="Mixed_4e",
+    show_default=True,
+    help="I3D endpoint for --maps (TSA-Net's default is MaxPool3d_4a_3x3).",
+)
+@click.argument("more_videos", nargs=-1, metavar="[VIDEO ...]", type=click.Path(dir_okay=False))
+def main(
+    dataset,
+    video_root,
+    videos,
+    store,
+    encoder,
+    preset,
+    normalisation,
+    pad,
+    gpu,
+    cpu,
+    batch_size,
+    workers,
+    num_shards,
+    shard_index,
+    limit,
+    weights,
+    show_pred,
+    maps,
+    maps_endpoint,
+    more_videos,
+) -> None:
+    """Extract I3D clip features (Mixed_5c, 1024-d per clip) into a resumable, sharded feature store.
+
+    Give either --dataset with --video-root (labels and splits come from the dataset manifest), or --videos.
+    """
+    paths = [*videos, *more_videos]
+    if bool(dataset) == bool(paths):
+        raise click.UsageError("give either --dataset (with --video-root) or --videos PATH [PATH ...]")
+    if dataset and not video_root:
+        raise click.UsageError("--dataset needs --video-root DIR (the folder of its source videos)")
+    if gpu is not None and cpu:
+        raise click.UsageError("--gpu and --cpu exclude each other")
+
+    import torch  # lazy: keeps --help instant
+
+    from aqa_pipeline.encoders.i3d import KINETICS400, load_i3d, load_labels
+    from aqa_pipeline.extract import extract_features, jobs_from_manifest, jobs_from_paths
+    from aqa_pipeline.video.presets import get_preset
+
+    if gpu is not None and not torch.cuda.is_available():
+        raise click.UsageError(f"--gpu {gpu}: CUDA is not available on this machine (use --cpu)")
+    device = f"cuda:{gpu}" if gpu is not None else "cpu"
+    if dataset:
+        from aqa_pipeline.manifests import load_manifest
+
+        manifest = load_manifest(dataset)
+        jobs = jobs_from_manifest(manifest, video_root)
+        dataset_name = manifest.name
+    else:
+        jobs = jobs_from_paths(paths)
+        dataset_name = "custom"
+    chosen = get_preset(preset or DATASET_PRESETS.get(dataset_name, "action-net"))
+    if normalisation != "preset":
+        chosen = chosen.with_normalisation(normalisation)
+    if pad:
+        chosen = chosen.with_pad(pad)
+    model, weights_path = load_i3d(weights, map_endpoint=maps_endpoint if maps else None)
+    class_names = load_labels(weights_path) if show_pred else None
+    if device == "cpu":
+        torch.set_num_threads(max(1, torch.get_num_threads() - workers))
+    try:
+        summary = extract_features(
+            jobs,
+            store,
+            model=model,
+            preset=chosen,
+            dataset=dataset_name,
+            weights_sha256=KINETICS400.sha256,
+            batch_size=batch_size or (64 if gpu is not None else 8),
+            workers=workers,
+            device=device,
+            num_shards=num_shards,
+            shard_index=shard_index,
+            limit=limit,
+            class_names=class_names,
+        )
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: finished videos are kept; re-run the same command to resume", err=True)
+        sys.exit(130)
+    click.echo(
+        f"{len(summary.done)} videos extracted ({summary.clips} clips, {summary.clips_per_second:.1f} clips/s), "
+        f"{summary.skipped} already done, {len(summary.failed)} failed"
+    )
+    if summary.padded:
+        click.echo(
+            f"padded ({chosen.pad}) short samples: "
+            + ", ".join(f"{k}: +{v} frames" for k, v in summary.padded.items())
+        )
+    if summary.failed:
+        click.echo(f"failures listed in {summary.failures_path}", err=True)
+        sys.exit(1)
