@@ -58,6 +58,6 @@ def test_offline_error_says_what_to_place_where(fake_spec, monkeypatch):
 @pytest.mark.realdata
 def test_real_weights_match_the_registry(weights_dir, monkeypatch):
     monkeypatch.setenv("AQA_WEIGHTS_DIR", str(weights_dir))
-    for name in ("i3d_kinetics400", "nanotrack_v2", "nanotrack_v2_backbone_onnx", "nanotrack_v2_head_onnx",
+    for name in ("i3d_kinetics400", "kinetics400_labels", "nanotrack_v2", "nanotrack_v2_backbone_onnx", "nanotrack_v2_head_onnx",
                  "mobilenet_v2_imagenet"):
         assert resolve_weights(name, download=False).parent == weights_dir

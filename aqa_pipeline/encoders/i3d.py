@@ -234,12 +234,12 @@ def load_i3d(
 
 
 def load_labels(weights_path: str | Path, spec: I3DWeights = KINETICS400) -> list[str]:
-    """Class names in logit order, from the labels file that sits next to the checkpoint."""
+    """Class names in logit order: the labels file next to the checkpoint, else through the weights registry."""
+    from aqa_pipeline.encoders.weights import resolve_weights
+
     labels_path = Path(weights_path).parent / spec.labels_file
     if not labels_path.is_file():
-        raise FileNotFoundError(
-            f"{labels_path}: class names for {spec.registry_name} not found next to the weights"
-        )
+        labels_path = resolve_weights("kinetics400_labels")
     labels = [line.strip() for line in labels_path.read_text().splitlines() if line.strip()]
     if len(labels) != spec.meta["num_classes"]:
         raise ValueError(f"{labels_path}: expected {spec.meta['num_classes']} labels, found {len(labels)}")

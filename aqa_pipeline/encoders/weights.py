@@ -47,6 +47,14 @@ REGISTRY: dict[str, WeightsSpec] = {
             license="Apache-2.0",
         ),
         WeightsSpec(
+            name="kinetics400_labels",
+            filename="kinetics400_labels.txt",
+            url="https://raw.githubusercontent.com/deepmind/kinetics-i3d/master/data/label_map.txt",
+            sha256="e9f2806fe9109b851a80a74841244f6f8c9d10917fa0229cd82bab67f2f8e28f",
+            description="the 400 Kinetics class names in I3D logit order (for --show-pred)",
+            license="Apache-2.0",
+        ),
+        WeightsSpec(
             name="nanotrack_v2",
             filename="nanotrack_v2.pth",
             url="https://github.com/HonglinChu/SiamTrackers/raw/master/NanoTrack/models/pretrained/nanotrackv2.pth",
