@@ -72,7 +72,9 @@ class Head(ABC):
         return merged
 
     @classmethod
-    def adapt_inputs(cls, data: SequenceData, source, *, primary: str, config: dict[str, Any]) -> SequenceData:
+    def adapt_inputs(
+        cls, data: SequenceData, source, *, primary: str, config: dict[str, Any]
+    ) -> SequenceData:
         """Turn loaded store features into what the head consumes (e.g. boxes into tube masks). ``source`` is
         the FeatureSet they came from (provenance, times), ``primary`` its main kind, ``config`` the head's
         resolved options. Default: as loaded."""
@@ -179,6 +181,7 @@ class TorchHead(Head):
         self.model = model
         optimizer, scheduler = self.configure_optimizer(model)
         batcher = self.batcher(train)
+        val_batcher = self.batcher(val) if val is not None else None  # padded once, not every evaluation
         history = History()
         best_state, best_score = None, -np.inf
         epochs = int(self.config["epochs"])
@@ -208,7 +211,7 @@ class TorchHead(Head):
                 and self.config["selection"] == "best_val"
                 and (epoch % self.config["eval_every"] == 0 or epoch == epochs)
             ):
-                rho = spearman(self.predict(val).y, val.y)
+                rho = spearman(self._predict(val_batcher).y, val.y)
                 history.val_epochs.append(epoch)
                 history.val_spearman.append(rho)
                 if rho > best_score:
@@ -223,12 +226,15 @@ class TorchHead(Head):
         history.seconds = time.perf_counter() - started
         return history
 
-    @torch.no_grad()
     def predict(self, data: SequenceData) -> Prediction:
         if self.model is None:
             raise RuntimeError(f"head {self.name!r} is not fitted")
+        return self._predict(self.batcher(data))
+
+    @torch.no_grad()
+    def _predict(self, batcher: Batcher) -> Prediction:
+        was_training = self.model.training
         model = self.model.eval()
-        batcher = self.batcher(data)
         predictions, explanations = [], []
         for batch in batcher.iterate(batch_size=self.config["batch_size"], train=False):
             batch = batch.to(self.device)
@@ -242,8 +248,7 @@ class TorchHead(Head):
                         for k, v in explain.items()
                     }
                 )
-        if self.model.training:
-            self.model.train()
+        model.train(was_training)
         return Prediction(np.concatenate(predictions), explanations if any(explanations) else None)
 
     def state_dict(self) -> dict[str, Any]:

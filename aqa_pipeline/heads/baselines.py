@@ -32,8 +32,9 @@ def pool_sequences(sequences: list[np.ndarray], pooling: str) -> np.ndarray:
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over real clips only: (B, T, D), (B, T) -> (B, D)."""
-    weights = mask.to(x.dtype).unsqueeze(-1)
-    return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    weights = mask.to(x.dtype)
+    total = torch.bmm(weights.unsqueeze(1), x).squeeze(1)  # no (B, T, D) temporary
+    return total / weights.sum(1, keepdim=True).clamp(min=1.0)
 
 
 class _SklearnPooledHead(Head):

@@ -112,13 +112,22 @@ class _Padded:
     def window(
         self, index: torch.Tensor, starts: torch.Tensor, size: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows ``index``, clips [start, start+size), zero-filled and masked past each video's end."""
-        offsets = torch.arange(size)
-        positions = starts[:, None] + offsets[None, :]
-        valid = positions < self.lengths[index][:, None]
-        gathered = self.values[index[:, None], positions.clamp(max=self.values.shape[1] - 1)]
-        gathered = gathered * valid.view(*valid.shape, *([1] * (gathered.dim() - 2))).to(gathered.dtype)
-        return gathered, valid
+        """Rows ``index``, clips [start, start+size), zero-filled and masked past each video's end.
+
+        Rows are zero past their length already, so a window is plain slicing: one ``index_select`` when every
+        window starts at 0 (evaluation, whole videos), else one contiguous slice per row — far cheaper than an
+        advanced-indexing gather of (B, size) positions.
+        """
+        valid = (starts[:, None] + torch.arange(size)[None, :]) < self.lengths[index][:, None]
+        t_max = self.values.shape[1]
+        if size <= t_max and not bool(starts.any()):
+            return self.values.index_select(0, index)[:, :size], valid
+        out = self.values.new_zeros((len(index), size, *self.values.shape[2:]))
+        for row, (i, start) in enumerate(zip(index.tolist(), starts.tolist(), strict=True)):
+            stop = min(start + size, t_max)
+            if stop > start:
+                out[row, : stop - start] = self.values[i, start:stop]
+        return out, valid
 
 
 class Batcher:

@@ -402,9 +402,8 @@ def predict_store(
     transform = LabelTransform(**checkpoint["label_transform"])
     head = head_cls()
     head.load_state_dict(checkpoint["state"])
-    sequences = to_sequences(
-        data, loaded, transform, fit.target, head_cls
-    )  # unlabelled videos get NaN targets
+    # Unlabelled videos simply get NaN targets; the head's own options shape its inputs as in training.
+    sequences = to_sequences(data, loaded, transform, fit.target, head_cls, fit.head_options)
     predicted = transform.inverse(head.predict(sequences).y, sequences.difficulty if fit.use_dd else None)
     truth = data.label(fit.target)
     return [
