@@ -69,12 +69,12 @@ def main(out: str, heads: str) -> None:
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     click.echo(f"best head: {best[0]} (test Spearman {best[1]:.3f}); run directories in {out_dir / 'runs'}")
     try:
-        from aqa_pipeline.report.explain import render_report
+        from aqa_pipeline.report.explain import write_report
     except ImportError:
         return
     for name, *_ in sorted(rows, key=lambda r: -r[1]):
         if (out_dir / "runs" / name / "explanations").is_dir():
-            index = render_report(out_dir / "runs" / name, out_dir / "runs" / name / "report")
+            index = write_report(out_dir / "runs" / name, out_dir / "runs" / name / "report")
             click.echo(f"explanation report ({name}): {index}")
             break
 

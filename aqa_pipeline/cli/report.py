@@ -1,0 +1,31 @@
+"""``aqa-report``: render the per-video explanation report of an ``aqa-fit`` run directory."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where to write index.html and the per-video plots (default: RUN_DIR/report).",
+)
+def main(run_dir: str, out_dir: str | None) -> None:
+    """Plot what drove each score: one timeline per video and an index page sorted by absolute error.
+
+    \b
+    Examples:
+      aqa-report runs/fisv-weight-score-tes
+      aqa-report runs/fisv-gdlt-pcs --out /tmp/gdlt-report
+    """
+    from aqa_pipeline.report.explain import write_report
+
+    try:
+        index = write_report(run_dir, out_dir)
+    except (FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"report: {index}")
