@@ -10,6 +10,8 @@ Why it is shaped this way (the pain points of per-video, single-process extracto
 * The store writer makes it resumable: finished videos are skipped, a failing video is recorded (in the shard
   and in ``<store>.failures-<shard>.jsonl``) while the rest continue, and Ctrl-C keeps everything finished.
 * Sharding is deterministic (sample ``index % num_shards``), so shards can run as independent jobs.
+* The athlete-centred kinds (tracked ``boxes``, ``*_crops``, ``i3d_actor``; :mod:`aqa_pipeline.actors`) are
+  prepared in the same workers and written by the same writer, so a video is done only when all its kinds are.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
+from aqa_pipeline.actors import CROP_KINDS, ActorOptions, actor_inputs
+from aqa_pipeline.detect.crops import normalise
 from aqa_pipeline.encoders.i3d import FEATURE_DIM, InceptionI3d, endpoint_shape
 from aqa_pipeline.store import Feature, StoreError, StoreWriter
-from aqa_pipeline.video.decode import open_video, read_windows
+from aqa_pipeline.video.decode import open_video, probe, read_windows
 from aqa_pipeline.video.presets import Preset
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -119,11 +123,14 @@ class ClipSource(IterableDataset):
     """Yields one item per job: uint8 clips (N, L, H, W, 3) with their frame times, or the error that stopped it.
 
     Jobs are grouped by source file; each worker process takes every ``num_workers``-th source and decodes it
-    once for all its jobs. Errors become items (a raising worker would end the whole DataLoader).
+    once for all its jobs. Errors become items (a raising worker would end the whole DataLoader). With
+    ``actors``, each item also carries the athlete-centred inputs of :func:`aqa_pipeline.actors.actor_inputs`
+    (tracked boxes, person crops, actor clips); a failure there fails that job only.
     """
 
-    def __init__(self, jobs: Sequence[VideoJob], preset: Preset) -> None:
+    def __init__(self, jobs: Sequence[VideoJob], preset: Preset, actors: ActorOptions | None = None) -> None:
         self.preset = preset
+        self.actors = actors if actors is not None and actors.any else None
         groups: dict[str, list[VideoJob]] = defaultdict(list)
         for job in jobs:
             groups[job.path].append(job)
@@ -158,13 +165,38 @@ class ClipSource(IterableDataset):
         windows = [first + plan.frame_indices for _, first, _, plan in planned]
         remaining = set(range(len(planned)))
         try:
+            frame_hw = tuple(reader[0].shape[:2]) if self.actors is not None and planned else None
             for position, frames in read_windows(path, windows, self.preset.transform_frame, reader):
                 item = _clip_item(*planned[position], frames, fps)
                 remaining.discard(position)
+                if self.actors is not None:
+                    item = self._with_actors(item, path, reader, planned[position], fps, frame_hw)
                 yield item
         except Exception as error:
             for position in sorted(remaining):
                 yield _failure(planned[position][0], f"decode error: {error}")
+
+    def _with_actors(self, item, path, reader, planned, fps, frame_hw) -> dict[str, Any]:
+        job, first, stop, plan = planned
+        try:
+            item.update(
+                actor_inputs(
+                    self.actors,
+                    job.id,
+                    path,
+                    reader,
+                    first,
+                    stop,
+                    plan.frame_indices,
+                    plan.clip_frames()[item["unique_clips"]],
+                    fps,
+                    frame_hw,
+                    self.preset.output_hw[0],
+                )
+            )
+        except Exception as error:  # no person to track, a box outside the frame, ...
+            return _failure(job, f"{path}: {error}")
+        return item
 
 
 def _clip_item(job: VideoJob, first: int, stop: int, plan, frames: np.ndarray, fps: float) -> dict[str, Any]:
@@ -175,9 +207,9 @@ def _clip_item(job: VideoJob, first: int, stop: int, plan, frames: np.ndarray, f
     return {
         "id": job.id,
         "clips": torch.from_numpy(np.ascontiguousarray(clips)),
-        "clip_inverse": inverse.reshape(
-            -1
-        ).tolist(),  # a list: the DataLoader would turn an array into a tensor
+        # lists: the DataLoader would turn arrays into tensors
+        "clip_inverse": inverse.reshape(-1).tolist(),
+        "unique_clips": unique.tolist(),
         "times": first + plan.frame_indices[starts],
         "padded_frames": plan.padded_frames,
         "window": (first, stop),
@@ -195,41 +227,44 @@ def _failure(job: VideoJob, reason: str) -> dict[str, Any]:
 
 @dataclass
 class _Pending:
-    """A video whose clips are (partly) in flight: outputs arrive batch by batch, in clip order."""
+    """A video whose clips are (partly) in flight: outputs arrive batch by batch, in clip order, per stream
+    (``scene``: the preset's clips; ``actor``: the same clips cut around the athlete)."""
 
     item: dict[str, Any]
-    num_clips: int
-    features: list[torch.Tensor] = field(default_factory=list)
+    expected: dict[str, int]  # stream → number of clips
+    features: dict[str, list[torch.Tensor]] = field(default_factory=lambda: defaultdict(list))
     maps: list[torch.Tensor] = field(default_factory=list)
     logits: list[torch.Tensor] = field(default_factory=list)
+    crop_features: np.ndarray | None = None
 
     @property
     def complete(self) -> bool:
-        return sum(len(f) for f in self.features) == self.num_clips
+        return all(sum(len(f) for f in self.features[s]) == n for s, n in self.expected.items())
 
 
 class _ClipQueue:
-    """Clips waiting for the model, in arrival order; ``take`` cuts a batch across video boundaries."""
+    """Clips waiting for the model, keyed (video id, stream), in arrival order; ``take`` cuts a batch across
+    video and stream boundaries."""
 
     def __init__(self) -> None:
-        self._parts: deque[tuple[str, torch.Tensor]] = deque()
+        self._parts: deque[tuple[tuple[str, str], torch.Tensor]] = deque()
         self._count = 0
 
     def __len__(self) -> int:
         return self._count
 
-    def push(self, video_id: str, clips: torch.Tensor) -> None:
-        self._parts.append((video_id, clips))
+    def push(self, key: tuple[str, str], clips: torch.Tensor) -> None:
+        self._parts.append((key, clips))
         self._count += len(clips)
 
-    def take(self, count: int) -> list[tuple[str, torch.Tensor]]:
+    def take(self, count: int) -> list[tuple[tuple[str, str], torch.Tensor]]:
         taken = []
         while count > 0 and self._parts:
-            video_id, clips = self._parts.popleft()
+            key, clips = self._parts.popleft()
             if len(clips) > count:
-                self._parts.appendleft((video_id, clips[count:]))
+                self._parts.appendleft((key, clips[count:]))
                 clips = clips[:count]
-            taken.append((video_id, clips))
+            taken.append((key, clips))
             count -= len(clips)
             self._count -= len(clips)
         return taken
@@ -256,8 +291,12 @@ class _Runner:
 
     @torch.inference_mode()
     def __call__(self, clips: torch.Tensor):
-        x = clips.permute(0, 4, 1, 2, 3).float()  # (B, L, H, W, 3) uint8 → (B, 3, L, H, W)
-        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last_3d)
+        # (B, L, H, W, 3) uint8 is already the channels-last-3d layout of (B, 3, L, H, W): the float copy keeps
+        # it, and normalising in place avoids two more full-size float tensors.
+        x = clips.permute(0, 4, 1, 2, 3).float().sub_(self.mean).div_(self.std)
+        x = x.contiguous(
+            memory_format=torch.channels_last_3d
+        )  # a no-op unless a caller passes another layout
         if self.autocast_dtype is None:
             return self.model(x, with_logits=self.with_logits)
         with torch.autocast("cuda", dtype=self.autocast_dtype):
@@ -279,35 +318,42 @@ def extract_features(
     shard_index: int = 0,
     limit: int | None = None,
     class_names: Sequence[str] | None = None,
+    actors: ActorOptions | None = None,
     progress: bool = True,
 ) -> ExtractSummary:
     """Extract ``i3d`` (and ``i3d_maps`` when ``model.map_endpoint`` is set) for this shard's jobs into ``store``.
 
     ``jobs`` is the full list; this call takes its shard, skips finished videos and, with ``limit``, the first
     ``limit`` of the rest. ``class_names`` turns on the per-video Kinetics top-5 print (``--show-pred``).
+    ``actors`` adds the athlete-centred kinds (``boxes``, ``*_crops``, ``i3d_actor``; see
+    :mod:`aqa_pipeline.actors`); every kind of the run goes into the same shard, written per video.
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
+    actors = actors if actors is not None and actors.any else None
+    if actors is not None:
+        actors.check()
     device_ = torch.device(device)
     model = model.eval().to(device_)
     runner = _Runner(model, preset, device_, with_logits=class_names is not None)
+    crop_encoder = actors.crop_encoder.eval().to(device_) if actors and actors.crop_encoder else None
     summary = ExtractSummary()
     failures_path = Path(f"{store}.failures-{shard_index:05d}-of-{num_shards:05d}.jsonl")
     started = time.perf_counter()
-    with StoreWriter(
-        store,
-        _provenance(model, preset, weights_sha256),
-        dataset=dataset,
-        shard_index=shard_index,
-        num_shards=num_shards,
-    ) as writer:
-        mine = shard_jobs(jobs, num_shards, shard_index)
+    mine = shard_jobs(jobs, num_shards, shard_index)
+    kinds = _provenance(model, preset, weights_sha256)
+    if actors is not None:
+        frame_size = (
+            common_frame_size(job.path for job in mine) if actors.store_boxes or crop_encoder else None
+        )
+        kinds.update(actors.provenance(kinds["i3d"], frame_size))
+    with StoreWriter(store, kinds, dataset=dataset, shard_index=shard_index, num_shards=num_shards) as writer:
         todo = [job for job in mine if not writer.is_done(job.id)]
         summary.skipped = len(mine) - len(todo)
         todo = todo[:limit] if limit is not None else todo
         labels = {job.id: job.labels for job in todo}
         loader = DataLoader(
-            ClipSource(todo, preset),
+            ClipSource(todo, preset, actors),
             batch_size=None,
             num_workers=workers,
             pin_memory=device_.type == "cuda",
@@ -322,9 +368,7 @@ def extract_features(
         def finish(video_id: str) -> None:
             entry = pending.pop(video_id)
             try:
-                writer.write(
-                    video_id, _features(entry, model.map_endpoint is not None), labels=labels[video_id]
-                )
+                writer.write(video_id, _features(entry, set(kinds)), labels=labels[video_id])
             except StoreError as error:  # e.g. NaN features: this video fails, the run goes on
                 fail(video_id, str(error))
                 return
@@ -345,14 +389,14 @@ def extract_features(
             taken = queue.take(count)
             output = runner(torch.cat([clips for _, clips in taken]))
             offset = 0
-            for video_id, clips in taken:
+            for (video_id, stream), clips in taken:
                 part = slice(offset, offset + len(clips))
                 offset += len(clips)
                 entry = pending[video_id]
-                entry.features.append(output.features[part].float().cpu())
-                if output.maps is not None:
+                entry.features[stream].append(output.features[part].float().cpu())
+                if stream == "scene" and output.maps is not None:
                     entry.maps.append(output.maps[part].to(torch.float16).cpu())
-                if output.logits is not None:
+                if stream == "scene" and output.logits is not None:
                     entry.logits.append(output.logits[part].float().cpu())
                 if entry.complete:
                     finish(video_id)
@@ -364,9 +408,16 @@ def extract_features(
                 if item["error"] is not None:
                     fail(item["id"], item["error"])
                     continue
-                clips = item.pop("clips").to(device_, non_blocking=True)
-                pending[item["id"]] = _Pending(item, len(clips))
-                queue.push(item["id"], clips)
+                streams = {"scene": item.pop("clips")}
+                if "actor_clips" in item:
+                    streams["actor"] = item.pop("actor_clips")
+                entry = _Pending(item, {name: len(clips) for name, clips in streams.items()})
+                if crop_encoder is not None:
+                    crops = normalise(item.pop("crops"), actors.crop_normalisation)
+                    entry.crop_features = crop_encoder.encode(crops.to(device_))
+                pending[item["id"]] = entry
+                for name, clips in streams.items():
+                    queue.push((item["id"], name), clips.to(device_, non_blocking=True))
                 while len(queue) >= batch_size:
                     run(batch_size)
             if len(queue):
@@ -378,7 +429,21 @@ def extract_features(
     return summary
 
 
-def _features(entry: _Pending, with_maps: bool) -> dict[str, Feature]:
+def common_frame_size(paths) -> tuple[int, int] | None:
+    """(width, height) shared by all readable source videos, None when they differ (unreadable ones fail later)."""
+    sizes = set()
+    for path in dict.fromkeys(paths):
+        try:
+            info = probe(path)
+        except Exception:  # noqa: BLE001 - reported as that video's failure during extraction
+            continue
+        sizes.add((info.width, info.height))
+        if len(sizes) > 1:
+            return None
+    return sizes.pop() if sizes else None
+
+
+def _features(entry: _Pending, kinds: set[str]) -> dict[str, Feature]:
     item = entry.item
     attrs = {
         "padded_frames": int(item["padded_frames"]),
@@ -387,9 +452,35 @@ def _features(entry: _Pending, with_maps: bool) -> dict[str, Feature]:
     }
     times = np.asarray(item["times"], dtype=np.int64)
     inverse = np.asarray(item["clip_inverse"], dtype=np.int64)
-    features = {"i3d": Feature(torch.cat(entry.features).numpy().astype(np.float32)[inverse], times, attrs)}
-    if with_maps:
-        features["i3d_maps"] = Feature(torch.cat(entry.maps).numpy()[inverse], times, attrs)
+
+    def per_clip(parts: list[torch.Tensor]) -> np.ndarray:
+        return torch.cat(parts).numpy()[inverse]
+
+    features = {"i3d": Feature(per_clip(entry.features["scene"]).astype(np.float32), times, attrs)}
+    if "i3d_maps" in kinds:
+        features["i3d_maps"] = Feature(per_clip(entry.maps), times, attrs)
+    if "i3d_actor" in kinds:
+        features["i3d_actor"] = Feature(per_clip(entry.features["actor"]).astype(np.float32), times, attrs)
+    frame_size = [int(v) for v in item.get("frame_size", ())]
+    if "boxes" in kinds:
+        features["boxes"] = Feature(
+            np.asarray(item["boxes"], dtype=np.float32),
+            np.asarray(item["box_times"], dtype=np.int64),
+            {**attrs, "frame_size": frame_size},
+        )
+    if entry.crop_features is not None:
+        kind = next(k for k in kinds if k in CROP_KINDS.values())
+        crop_attrs = {
+            **attrs,
+            "frame_size": frame_size,
+            "crop_boxes": np.asarray(item["crop_boxes"], dtype=np.float32),
+            "box_scores": np.asarray(item["crop_box_scores"], dtype=np.float32),
+        }
+        if item.get("crop_box_sources") is not None:
+            crop_attrs["box_sources"] = np.asarray(item["crop_box_sources"], dtype=np.int8)
+        features[kind] = Feature(
+            entry.crop_features.astype(np.float32), np.asarray(item["crop_times"], dtype=np.int64), crop_attrs
+        )
     return features
 
 
@@ -418,6 +509,10 @@ def _provenance(model: InceptionI3d, preset: Preset, weights_sha256: str | None)
             "dtype": "float16",
             "layout": "(clips, C, T, H, W): one I3D map per clip, clip k's T axis covers its clip_len frames",
         }
+        if preset.resize_mode == "fixed" and preset.output_hw == preset.crop_hw:
+            # the spatial recipe as (w, h), for the TSA head's crop-aware tube geometry
+            kinds["i3d_maps"]["resize"] = list(preset.resize_to)
+            kinds["i3d_maps"]["crop"] = [preset.crop_hw[1], preset.crop_hw[0]]
     return kinds
 
 

@@ -1,9 +1,19 @@
-"""CPU clips/s of the batched extractor vs a naive loop (decode one video, run it, next), same model and input.
+"""CPU clips/s of the batched extractor vs two serial baselines, same model and clips.
+
+Baselines, both one video at a time with nothing overlapping:
+
+* (a) ``serial, same preprocessing``: our own decoding (decord, uint8, cv2 resize at the working resolution) and
+  our normalisation, then one forward pass over the video's clips. Isolates what batching across videos and
+  overlapping decode with the model buy.
+* (b) ``research-repo loop``: what users run today (video_features' I3D extractor, the AQA repos' scripts): every
+  frame read with ``cv2.VideoCapture`` in the main process, BGR→RGB, per-frame PIL resize and centre crop, per-frame
+  float tensor and normalisation, all clips of the video in one fp32 forward in contiguous memory format under
+  ``torch.no_grad``.
 
 Synthetic videos are generated into a temporary folder with cv2.VideoWriter (textured, moving, so the decoder has
-real work), and both pipelines encode identical clips with the same randomly initialised Inception-I3D (weights
-do not change the speed). The naive loop is what the papers' scripts and video_features do: decode and transform
-in the main process, then one forward pass per video. Run: ``python benchmarks/bench_extract.py [--help]``.
+real work); every pipeline encodes the same clips with the same randomly initialised Inception-I3D (weights do not
+change the speed). Wall-clock numbers on a shared machine move with its load (printed); CPU seconds per clip
+(process + worker children) move much less. Run: ``python benchmarks/bench_extract.py [--help]``.
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ def make_videos(folder: Path, count: int, frames: int, width: int, height: int) 
 
 
 def naive(paths, model, preset, channels_last: bool = False, device: str = "cpu") -> int:
-    """Per video: decode all frames, transform, one fp32 forward pass over its clips; nothing overlaps."""
+    """Baseline (a). Per video: decode its frames, transform, one fp32 forward pass over its clips."""
     mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1, 1) * 255 for v in preset.mean_std)
     memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
@@ -63,10 +73,50 @@ def naive(paths, model, preset, channels_last: bool = False, device: str = "cpu"
     return clips_done
 
 
+def research_loop(paths, model, preset) -> int:
+    """Baseline (b): the research-repo loop (cv2 frame by frame, PIL transforms, per-frame float tensors)."""
+    from PIL import Image
+
+    mean = torch.tensor(preset.mean_std[0]).view(3, 1, 1)
+    std = torch.tensor(preset.mean_std[1]).view(3, 1, 1)
+    crop_h, crop_w = preset.crop_hw
+    model = model.to(memory_format=torch.contiguous_format)
+    clips_done = 0
+    for path in paths:
+        capture = cv2.VideoCapture(str(path))
+        frames = []
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            image = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            scale = preset.resize_to / min(image.size)
+            image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR)
+            left, top = (image.width - crop_w) // 2, (image.height - crop_h) // 2
+            image = image.crop((left, top, left + crop_w, top + crop_h))
+            tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+            frames.append((tensor - mean) / std)
+        capture.release()
+        plan = preset.plan(len(frames), 25.0)
+        video = torch.stack([frames[i] for i in plan.frame_indices], dim=1)  # (3, T, H, W)
+        clips = torch.stack([video[:, s : s + plan.clip_len] for s in plan.clip_starts])
+        with torch.no_grad():
+            model(clips)
+        clips_done += len(clips)
+    return clips_done
+
+
 def cpu_seconds() -> float:
     """User + system CPU time of this process and its finished children (the DataLoader workers)."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
+
+
+def timed(function, *args, **kwargs) -> tuple[object, float, float]:
+    """(result, wall seconds, CPU seconds incl. finished child processes)."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - wall, cpu_seconds() - cpu
 
 
 def main() -> None:
@@ -81,8 +131,9 @@ def main() -> None:
         "--threads",
         type=int,
         default=1,
-        help="torch threads for the model in both pipelines (more than the free cores inflates the naive loop's "
-        "time through thread contention on a shared machine)",
+        help="torch threads for the model in the serial baselines; the batched run gives threads - workers "
+        "(at least 1) to the model, as aqa-extract does. More threads than free cores inflates every time "
+        "through contention on a shared machine.",
     )
     parser.add_argument(
         "--device", default="cpu", help="cpu or cuda:N (the batched run uses autocast on GPU)"
@@ -100,6 +151,7 @@ def main() -> None:
     )
     torch.manual_seed(0)
     model = InceptionI3d().eval()
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_videos(Path(tmp), args.videos, args.frames, width, height)
         torch.set_num_threads(args.threads)
@@ -109,17 +161,17 @@ def main() -> None:
         decode_frames = sum(len(read_frames(p, range(args.frames))) for p in paths)
         decode_s = time.perf_counter() - start
 
-        start, cpu = time.perf_counter(), cpu_seconds()
-        naive_clips = naive(paths, model, preset, device=args.device)
-        naive_s, naive_cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        clips, wall, cpu = timed(research_loop, paths, model, preset)
+        rows.append(("(b) research-repo loop (cv2 + PIL per frame, contiguous)", clips, wall, cpu))
+        clips, wall, cpu = timed(naive, paths, model, preset, device=args.device)
+        rows.append(("(a) serial, same preprocessing (contiguous)", clips, wall, cpu))
+        clips, wall, cpu = timed(naive, paths, model, preset, channels_last=True, device=args.device)
+        rows.append(("(a') serial, same preprocessing, channels-last", clips, wall, cpu))
 
-        start = time.perf_counter()
-        naive(paths, model, preset, channels_last=True, device=args.device)
-        naive_cl_s = time.perf_counter() - start
-
-        torch.set_num_threads(max(1, args.threads - args.workers) if args.workers else args.threads)
-        cpu = cpu_seconds()
-        summary = extract_features(
+        model_threads = max(1, args.threads - args.workers) if args.workers else args.threads
+        torch.set_num_threads(model_threads)
+        summary, wall, cpu = timed(
+            extract_features,
             jobs_from_paths(paths),
             Path(tmp) / "bench.h5",
             model=model,
@@ -131,28 +183,30 @@ def main() -> None:
             device=args.device,
             progress=False,
         )
-        batched_cpu = cpu_seconds() - cpu
-        assert summary.clips == naive_clips and not summary.failed
-    naive_rate, batched_rate = naive_clips / naive_s, summary.clips / summary.seconds
+        assert summary.clips == clips and not summary.failed
+        rows.append(
+            (
+                f"batched ({args.workers} workers, batch {args.batch_size}, store writes)",
+                summary.clips,
+                wall,
+                cpu,
+            )
+        )
     print(
-        f"machine: {torch.get_num_threads()} model threads in batched run, {args.workers} decode workers; "
-        f"{args.videos} videos x {args.frames} frames at {width}x{height}, I3D input 16x{side}x{side}"
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores; "
+        f"{args.videos} videos x {args.frames} frames at {width}x{height}, I3D input 16x{side}x{side}; "
+        f"model threads: {args.threads} serial, {model_threads} batched"
     )
     print(f"decode only (decord, main process): {decode_frames / decode_s:8.1f} frames/s")
-    print(f"naive loop   : {naive_clips} clips in {naive_s:6.2f} s = {naive_rate:6.2f} clips/s")
-    print(
-        f"naive + channels-last: {naive_cl_s:6.2f} s = {naive_clips / naive_cl_s:6.2f} clips/s "
-        "(what the memory format alone gives)"
-    )
-    print(
-        f"batched      : {summary.clips} clips in {summary.seconds:6.2f} s = {batched_rate:6.2f} clips/s "
-        f"(batch {args.batch_size}, store writing included)"
-    )
-    print(f"speed-up     : {batched_rate / naive_rate:.2f}x wall clock")
-    print(
-        f"CPU time/clip: naive {naive_cpu / naive_clips:.2f} s, batched {batched_cpu / summary.clips:.2f} s "
-        f"({naive_cpu / batched_cpu:.2f}x less; unlike wall clock, barely affected by other load on the machine)"
-    )
+    batched_rate = rows[-1][1] / rows[-1][2]
+    batched_cpu = rows[-1][3] / rows[-1][1]
+    print(f"{'pipeline':62s} {'clips/s':>8s} {'CPU s/clip':>10s} {'batched speed-up':>17s}")
+    for name, count, wall, cpu in rows:
+        rate = count / wall
+        print(
+            f"{name:62s} {rate:8.2f} {cpu / count:10.2f} "
+            f"{batched_rate / rate:7.2f}x wall {cpu / count / batched_cpu:5.2f}x CPU"
+        )
 
 
 if __name__ == "__main__":

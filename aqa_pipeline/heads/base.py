@@ -132,6 +132,7 @@ class TorchHead(Head):
         super().__init__(**config)
         self.model: nn.Module | None = None
         self.train_data: SequenceData | None = None  # kept for heads that compare with training videos
+        self._val_batcher: tuple[SequenceData, Batcher] | None = None
 
     # -- what a head implements ----------------------------------------------------------------------------
     @abstractmethod
@@ -181,7 +182,8 @@ class TorchHead(Head):
         self.model = model
         optimizer, scheduler = self.configure_optimizer(model)
         batcher = self.batcher(train)
-        val_batcher = self.batcher(val) if val is not None else None  # padded once, not every evaluation
+        # Pad the validation videos once, not at every evaluation (predict() picks this batcher up for ``val``).
+        self._val_batcher = (val, self.batcher(val)) if val is not None else None
         history = History()
         best_state, best_score = None, -np.inf
         epochs = int(self.config["epochs"])
@@ -211,7 +213,7 @@ class TorchHead(Head):
                 and self.config["selection"] == "best_val"
                 and (epoch % self.config["eval_every"] == 0 or epoch == epochs)
             ):
-                rho = spearman(self._predict(val_batcher).y, val.y)
+                rho = spearman(self.predict(val).y, val.y)
                 history.val_epochs.append(epoch)
                 history.val_spearman.append(rho)
                 if rho > best_score:
@@ -219,6 +221,7 @@ class TorchHead(Head):
                 bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", val_rho=f"{rho:.3f}")
             else:
                 bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}")
+        self._val_batcher = None
         if best_state is not None:
             model.load_state_dict(best_state)
         else:
@@ -229,7 +232,8 @@ class TorchHead(Head):
     def predict(self, data: SequenceData) -> Prediction:
         if self.model is None:
             raise RuntimeError(f"head {self.name!r} is not fitted")
-        return self._predict(self.batcher(data))
+        cached = self._val_batcher
+        return self._predict(cached[1] if cached is not None and cached[0] is data else self.batcher(data))
 
     @torch.no_grad()
     def _predict(self, batcher: Batcher) -> Prediction:
