@@ -127,6 +127,9 @@ class TorchHead(Head):
     }
 
     keeps_training_data: ClassVar[bool] = False
+    # Which axis of each per-video explanation array runs over clips, so that it can be cut back to the video's
+    # real length: name -> axis of the primary stream, or (axis, extra role). Names not listed are kept whole.
+    clip_axes: ClassVar[dict[str, int | tuple[int, str]]] = {}
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
@@ -244,16 +247,25 @@ class TorchHead(Head):
             batch = batch.to(self.device)
             y, explain = self.predict_batch(model, batch)
             predictions.append(y.float().cpu().numpy())
-            lengths = batch.mask.sum(1).cpu().numpy()
+            lengths = {None: batch.mask.sum(1).cpu().numpy()}
+            lengths.update({role: m.sum(1).cpu().numpy() for role, m in batch.extra_mask.items()})
             for i in range(len(batch.index)):
                 explanations.append(
                     {
-                        k: _trim(v[i].float().cpu().numpy(), int(lengths[i]), batch.mask.shape[1])
-                        for k, v in explain.items()
+                        name: self._trim(name, value[i].float().cpu().numpy(), lengths, i)
+                        for name, value in explain.items()
                     }
                 )
         model.train(was_training)
         return Prediction(np.concatenate(predictions), explanations if any(explanations) else None)
+
+    def _trim(self, name: str, array: np.ndarray, lengths: dict, row: int) -> np.ndarray:
+        """Cut a declared clip axis of one video's explanation back to that video's real clip count."""
+        if name not in self.clip_axes:
+            return array
+        spec = self.clip_axes[name]
+        axis, role = spec if isinstance(spec, tuple) else (spec, None)
+        return np.take(array, np.arange(int(lengths[role][row])), axis=axis)
 
     def state_dict(self) -> dict[str, Any]:
         buffer = io.BytesIO()
@@ -282,11 +294,3 @@ class TorchHead(Head):
 
     def load_extra_state(self, extra: dict[str, Any]) -> None:
         self.train_data = extra["train_data"]
-
-
-def _trim(array: np.ndarray, length: int, padded_length: int) -> np.ndarray:
-    """Cut the padded clip axis of an explanation back to the video's real length (first axis of that size)."""
-    for axis, size in enumerate(array.shape):
-        if size == padded_length:
-            return np.take(array, np.arange(length), axis=axis)
-    return array

@@ -139,6 +139,7 @@ def hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: fl
 class GDLTHead(TorchHead):
     """Grade-decoupling Likert transformer. Explanations: ``grades`` (G,) and ``attention`` (G, T)."""
 
+    clip_axes: ClassVar[dict] = {"attention": 1}  # (grades, clips)
     defaults: ClassVar[dict[str, Any]] = {
         "hidden": 512,  # code: first Conv1d width
         "d_model": 256,  # code

@@ -226,6 +226,7 @@ class TSAHead(TorchHead):
     restrict_to_tube: ClassVar[bool] = True
     extra_roles: ClassVar[dict[str, tuple[str, ...]]] = {TUBE: ("tube", "boxes")}
     required_roles: ClassVar[tuple[str, ...]] = (TUBE,)
+    clip_axes: ClassVar[dict] = {"tube_attention": 0}  # (clips, t, h, w)
     defaults: ClassVar[dict[str, Any]] = {
         "variant": "mid",  # "mid": maps at map_endpoint + I3D tail [paper/code]; "light": Mixed_5c maps [chosen]
         "map_endpoint": "MaxPool3d_4a_3x3",  # code: TSA_pos = 7 (480 ch, 4×14×14 per clip); "Mixed_4e" also works

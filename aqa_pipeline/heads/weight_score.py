@@ -162,6 +162,7 @@ class WeightScoreModel(nn.Module):
 class WeightScoreHead(TorchHead):
     """Weight-score decoder. Explanations: per-clip ``weights`` (T,) and ``clip_scores`` (T,) (module docstring)."""
 
+    clip_axes: ClassVar[dict] = {"weights": 0, "clip_scores": 0}
     defaults: ClassVar[dict[str, Any]] = {
         "q_number": 136,  # code (Fis-V; RG 68, LOGO 48): one query per position of the train window
         "window": 136,  # code (Fis-V): random contiguous crop; keep equal to q_number as the code does
