@@ -97,7 +97,7 @@ HEADS = {
     ),  # fmt: skip
     "action-net": (
         ["--feature", "i3d", "--set", "epochs=2", "--set", "batch_size=4"],
-        {"extras": {"static": "mobilenet_crops"}},
+        {},  # the static role picks up mobilenet_crops by itself
     ),  # fmt: skip
     "fspn": (["--feature", "i3d", "--set", "size=small", "--set", "epochs=2"], {}),
 }

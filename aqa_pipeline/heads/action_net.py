@@ -1,0 +1,211 @@
+"""ACTION-NET: hybrid dynamic-static context-aware attention (Zeng et al., ACM MM 2020).
+
+Per stream (heads-reference §5): an embedding MLP, a temporal instance-wise GCN (two layers over a fixed graph,
+symmetrically normalised with self-loops), the concatenation [instance ; context] scored by an attention unit
+(softmax over time, padded instances masked), and the attention-weighted sum. The dynamic stream reads the
+primary clip features ``x``; the static stream reads per-frame person-crop features from ``extra["static"]`` with
+its own parameters; the two summaries are concatenated and regressed by FC→ReLU→Dropout→FC→sigmoid. Without a
+static extra the head runs the single-stream variant.
+
+Graph: the default is the authors' code, A_ij = exp(−|i − j|) over positions in the window — it needs no features,
+so it is the same for every window of a cached video and costs nothing. ``graph="feature"`` is the paper's Eq. 1:
+each instance linked to its K nearest neighbours in embedded-feature space with weight exp(−distance), the
+distances divided by the video's mean neighbour distance so the kernel does not depend on the feature scale.
+
+The sigmoid output is mapped onto the training targets' range (the code divides RG scores by 25; our targets are
+already normalised, so for min-max units this is the identity).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from aqa_pipeline.heads.base import TorchHead
+from aqa_pipeline.heads.registry import register_head
+from aqa_pipeline.train.data import Batch, SequenceData
+
+
+def normalise_adjacency(adjacency: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """D^{-1/2} (A restricted to real instances, with unit self-loops) D^{-1/2}; padded rows/columns are zero."""
+    pair = (mask[:, :, None] & mask[:, None, :]).to(adjacency.dtype)
+    eye = torch.eye(adjacency.shape[-1], device=adjacency.device, dtype=adjacency.dtype)
+    a = (adjacency * (1 - eye) + eye) * pair
+    inv_sqrt = a.sum(-1).clamp(min=1e-12).rsqrt() * mask
+    return inv_sqrt[:, :, None] * a * inv_sqrt[:, None, :]
+
+
+def temporal_adjacency(mask: torch.Tensor) -> torch.Tensor:
+    """exp(−|i − j|) over window positions (the authors' code; its diagonal is already the self-loop)."""
+    t = torch.arange(mask.shape[1], device=mask.device, dtype=torch.float32)
+    kernel = torch.exp(-(t[:, None] - t[None, :]).abs())
+    return kernel.expand(len(mask), -1, -1)
+
+
+def feature_adjacency(features: torch.Tensor, mask: torch.Tensor, neighbours: int) -> torch.Tensor:
+    """Paper Eq. 1: exp(−d_ij / mean kNN distance) on each instance's K nearest real neighbours, symmetrised."""
+    distance = torch.cdist(features, features)
+    invalid = ~(mask[:, :, None] & mask[:, None, :]) | torch.eye(
+        mask.shape[1], dtype=torch.bool, device=mask.device
+    )
+    distance = distance.masked_fill(invalid, float("inf"))
+    k = max(1, min(neighbours, mask.shape[1] - 1))
+    nearest, index = distance.topk(k, dim=-1, largest=False)
+    finite = torch.isfinite(nearest)
+    scale = (nearest.where(finite, 0).sum((1, 2)) / finite.sum((1, 2)).clamp(min=1)).clamp(min=1e-6)
+    weights = torch.exp(-nearest / scale[:, None, None]).where(finite, 0)
+    adjacency = torch.zeros_like(distance).scatter(-1, index, weights)
+    return torch.maximum(adjacency, adjacency.transpose(1, 2))
+
+
+class ContextAttentionStream(nn.Module):
+    """One stream: embed → 2-layer GCN context → attention over [instance ; context] → weighted sum."""
+
+    def __init__(
+        self, in_dim: int, embed_dim: int, attention_hidden: int, graph: str, neighbours: int
+    ) -> None:
+        super().__init__()
+        if graph not in ("temporal", "feature"):
+            raise ValueError(f"action-net: graph must be 'temporal' or 'feature', got {graph!r}")
+        self.graph, self.neighbours = graph, neighbours
+        self.embed = nn.Sequential(
+            nn.Linear(in_dim, in_dim // 2), nn.ReLU(), nn.Linear(in_dim // 2, embed_dim), nn.ReLU()
+        )
+        self.gcn = nn.ModuleList([nn.Linear(embed_dim, embed_dim, bias=False) for _ in range(2)])
+        self.attention = nn.Sequential(
+            nn.Linear(2 * embed_dim, attention_hidden), nn.ReLU(), nn.Linear(attention_hidden, 1)
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.embed(x)
+        if self.graph == "temporal":
+            adjacency = temporal_adjacency(mask)
+        else:
+            adjacency = feature_adjacency(h.detach(), mask, self.neighbours)
+        a_hat = normalise_adjacency(adjacency.to(h.dtype), mask)
+        context = h
+        for layer in self.gcn:
+            context = torch.relu(layer(a_hat @ context))
+        instance = torch.cat([h, context], dim=-1)
+        logits = self.attention(instance).squeeze(-1).masked_fill(~mask, float("-inf"))
+        weights = logits.softmax(-1)
+        return (weights[..., None] * instance).sum(1), weights
+
+
+class ActionNet(nn.Module):
+    def __init__(self, dims: dict[str, int], config: dict[str, Any], y_low: float, y_high: float) -> None:
+        super().__init__()
+        self.streams = nn.ModuleDict(
+            {
+                role: ContextAttentionStream(
+                    dim,
+                    config["embed_dim"],
+                    config["attention_hidden"],
+                    config["graph"],
+                    config["neighbours"],
+                )
+                for role, dim in dims.items()
+            }
+        )
+        self.fusion = nn.Sequential(
+            nn.Linear(2 * config["embed_dim"] * len(dims), config["fusion_hidden"]),
+            nn.ReLU(),
+            nn.Dropout(config["dropout"]),
+        )
+        self.output = nn.Linear(config["fusion_hidden"], 1)
+        self.register_buffer("y_range", torch.tensor([y_low, y_high], dtype=torch.float32))
+        for module in self.modules():
+            if isinstance(module, nn.Linear):  # code: Xavier init
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, inputs: dict[str, tuple[torch.Tensor, torch.Tensor]]):
+        summaries, weights = [], {}
+        for role, stream in self.streams.items():
+            summary, weights[role] = stream(*inputs[role])
+            summaries.append(summary)
+        unit = torch.sigmoid(self.output(self.fusion(torch.cat(summaries, dim=-1))).squeeze(-1))
+        low, high = self.y_range
+        return low + (high - low) * unit, weights
+
+
+@register_head("action-net")
+class ActionNetHead(TorchHead):
+    # the kinds aqa-extract --crops writes (ResNet-50 as in the paper, or MobileNetV2)
+    extra_roles: ClassVar[dict[str, tuple[str, ...]]] = {"static": ("resnet_crops", "mobilenet_crops")}
+    defaults: ClassVar[dict[str, Any]] = {
+        "static_role": "static",  # chosen: extra role holding per-frame crop features; absent = single stream
+        "embed_dim": 256,  # code
+        "attention_hidden": 128,  # code
+        "fusion_hidden": 128,  # code
+        "dropout": 0.5,  # code
+        "graph": "temporal",  # code: fixed exp(-|i-j|) kernel; "feature" = paper Eq. 1 kNN kernel
+        "neighbours": 5,  # chosen: K for graph="feature" (the paper leaves it open)
+        "window": 26,  # code: dynamic clips per training window
+        "test_window": "full",  # chosen: code uses the centre 26; the whole video is deterministic and complete
+        "extra_windows": {"static": 80},  # code: static frames per window
+        "optimizer": "adam",  # chosen; "sgd" = code (momentum 0.9, wd 1e-4, output FC x5 lr, MultiStepLR)
+        "lr": 1e-3,  # chosen for adam; code uses 0.01 with sgd (set it yourself with optimizer="sgd")
+        "batch_size": 32,  # code
+        "epochs": 100,  # chosen; code: 300-500 per apparatus with sgd
+    }
+
+    @property
+    def clip_axes(self) -> dict[str, int | tuple[int, str]]:
+        return {"attention": 0, "static_attention": (0, self.config["static_role"])}
+
+    def build(self, train: SequenceData) -> nn.Module:
+        if len(train.dim) != 1:
+            raise ValueError(f"action-net needs (T, D) clip features, got per-clip shape {train.dim}")
+        dims = {"dynamic": train.dim[0]}
+        static = self.config["static_role"]
+        if static and static in train.extra:
+            shape = train.extra[static][0].shape
+            if len(shape) != 2:
+                raise ValueError(f"action-net: extra {static!r} must be (T, D) per video, got {shape}")
+            dims["static"] = shape[1]
+        y = torch.as_tensor(train.y, dtype=torch.float32)
+        return ActionNet(dims, self.config, float(y.min()), float(y.max()))
+
+    def configure_optimizer(self, model: nn.Module):
+        if self.config["optimizer"] == "adam":
+            return super().configure_optimizer(model)
+        if self.config["optimizer"] != "sgd":
+            raise ValueError(
+                f"action-net: optimizer must be 'adam' or 'sgd', got {self.config['optimizer']!r}"
+            )
+        lr, epochs = self.config["lr"], int(self.config["epochs"])
+        output = list(model.output.parameters())
+        output_ids = {id(p) for p in output}
+        rest = [p for p in model.parameters() if id(p) not in output_ids]
+        optimizer = torch.optim.SGD(
+            [{"params": rest, "lr": lr}, {"params": output, "lr": 5 * lr}], momentum=0.9, weight_decay=1e-4
+        )
+        milestones = sorted({max(1, epochs - 100), max(1, epochs - 50)})
+        return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+
+    def _inputs(self, model: nn.Module, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        inputs = {"dynamic": (batch.x, batch.mask)}
+        if "static" in model.streams:
+            role = self.config["static_role"]
+            if role not in batch.extra:
+                raise ValueError(
+                    f"action-net was trained with a static stream but the data has no extra {role!r}"
+                )
+            inputs["static"] = (batch.extra[role], batch.extra_mask[role])
+        return inputs
+
+    def loss(self, model: nn.Module, batch: Batch):
+        prediction, _ = model(self._inputs(model, batch))
+        loss = nn.functional.mse_loss(prediction, batch.y)
+        return loss, {"mse": float(loss.detach())}
+
+    def predict_batch(self, model: nn.Module, batch: Batch):
+        prediction, weights = model(self._inputs(model, batch))
+        explain = {"attention": weights["dynamic"]}
+        if "static" in weights:
+            explain["static_attention"] = weights["static"]
+        return prediction, explain
