@@ -269,3 +269,23 @@ def test_musdl_learns_from_per_judge_scores():
     head = get_head("musdl")(epochs=60, lr=1e-3)
     head.fit(train, val, seed=0, progress=False)
     assert regression_metrics(test.y, head.predict(test).y)["spearman"] > 0.85
+
+
+def test_exemplar_lists_are_saved_and_reproducible(synthetic_store, tmp_path):
+    def lists(seed, out):
+        run(
+            synthetic_store,
+            FitConfig(
+                head="core", head_options={"epochs": 2}, seeds=[seed], progress=False, final_model=False
+            ),
+            out,
+        )
+        return list(csv.DictReader(open(out / "exemplars.csv")))
+
+    first, again, other = lists(0, tmp_path / "a"), lists(0, tmp_path / "b"), lists(1, tmp_path / "c")
+    assert len(first) == 30 and all(len(row["exemplars"].split()) == 10 for row in first)
+    test_ids = {row["id"] for row in first}
+    assert not test_ids & {
+        vid for row in first for vid in row["exemplars"].split()
+    }  # exemplars come from train
+    assert first == again and first != other

@@ -6,6 +6,7 @@ Run directory::
     metrics.json       per evaluated split ("test" or "cv"): spearman, pearson, mse, rl2, rl2_abs, n
                        (+ *_mean/*_std over seeds, per-class and Fisher-z when the data has classes)
     predictions.csv    split, fold, seed, id, truth, prediction
+    exemplars.csv      exemplar heads (TPT, CoRe, FSPN): the training videos each score was voted from
     model.pt           the head trained on the whole train split (for ``aqa-fit --predict``)
     history.json       per-run training curves; training_curve.png, scatter.png
     explanations/<id>.npz   what the head says drove each score (first seed), for ``aqa-report``
@@ -171,6 +172,7 @@ class RunResult:
     predictions: list[dict[str, Any]]
     histories: list[dict[str, Any]]
     explanations: dict[str, dict[str, np.ndarray]]
+    exemplars: list[dict[str, Any]]
     head: Head | None
     seconds: float
 
@@ -207,6 +209,12 @@ def _fit_one(config: FitConfig, head_cls: type[Head], loaded: LoadedData, fold: 
             groups=scored.groups,
             explanations=prediction.explanations,
         )
+        if hasattr(head, "exemplar_lists"):  # exemplar heads: which training videos each score was voted from
+            pool_ids = head.train_data.ids
+            result["exemplars"] = {
+                vid: [pool_ids[row] for row in rows if row >= 0]
+                for vid, rows in zip(scored.ids, head.exemplar_lists(scored), strict=True)
+            }
     return result
 
 
@@ -228,7 +236,7 @@ def run(store_path: str | Path, config: FitConfig, out_dir: str | Path | None = 
     split_name = "test" if loaded.test is not None else "cv"
     per_seed: list[dict[str, float]] = []
     per_class_seed: list[dict[str, Any]] = []
-    predictions, histories = [], []
+    predictions, histories, exemplars = [], [], []
     explanations: dict[str, dict[str, np.ndarray]] = {}
     for seed_index, seed in enumerate(config.seeds):
         folds = make_folds(
@@ -246,6 +254,10 @@ def run(store_path: str | Path, config: FitConfig, out_dir: str | Path | None = 
             result = _fit_one(config, head_cls, loaded, fold, seed)
             fold_metrics.append(_metrics_for(result["truth"], result["prediction"], result["groups"]))
             histories.append({"seed": seed, "fold": fold.name, **_history_dict(result["history"])})
+            exemplars += [
+                {"seed": seed, "fold": fold.name, "id": vid, "exemplars": " ".join(ids)}
+                for vid, ids in result.get("exemplars", {}).items()
+            ]
             for i, vid in enumerate(result["ids"]):
                 predictions.append(
                     {
@@ -307,7 +319,7 @@ def run(store_path: str | Path, config: FitConfig, out_dir: str | Path | None = 
         final_head, final_transform = final["head"], final["transform"]
     seconds = time.perf_counter() - started
     metrics["seconds"] = round(seconds, 2)
-    result = RunResult(metrics, predictions, histories, explanations, final_head, seconds)
+    result = RunResult(metrics, predictions, histories, explanations, exemplars, final_head, seconds)
     if out_dir is not None:
         write_run_dir(Path(out_dir), config, store, loaded, result, final_transform)
     return result
@@ -348,6 +360,11 @@ def write_run_dir(
         writer = csv.DictWriter(handle, fieldnames=["split", "fold", "seed", "id", "truth", "prediction"])
         writer.writeheader()
         writer.writerows(result.predictions)
+    if result.exemplars:
+        with open(out / "exemplars.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["seed", "fold", "id", "exemplars"])
+            writer.writeheader()
+            writer.writerows(result.exemplars)
     if result.explanations:
         folder = out / "explanations"
         folder.mkdir(exist_ok=True)
