@@ -16,8 +16,14 @@ def fake_spec(tmp_path, monkeypatch):
     source = tmp_path / "upstream" / "model-abc.pt"
     source.parent.mkdir()
     source.write_bytes(payload)
-    spec = WeightsSpec(name="fake", filename="fake.pt", url=source.as_uri(), sha256=hashlib.sha256(payload).hexdigest(),
-                       description="a test checkpoint", license="none")
+    spec = WeightsSpec(
+        name="fake",
+        filename="fake.pt",
+        url=source.as_uri(),
+        sha256=hashlib.sha256(payload).hexdigest(),
+        description="a test checkpoint",
+        license="none",
+    )
     monkeypatch.setitem(weights.REGISTRY, "fake", spec)
     monkeypatch.setenv("AQA_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("AQA_WEIGHTS_DIR", raising=False)
@@ -48,7 +54,9 @@ def test_corrupt_file_is_refused(fake_spec, tmp_path):
 
 def test_offline_error_says_what_to_place_where(fake_spec, monkeypatch):
     spec, _ = fake_spec
-    monkeypatch.setitem(weights.REGISTRY, "fake", WeightsSpec(**{**spec.__dict__, "url": "http://127.0.0.1:9/x.pt"}))
+    monkeypatch.setitem(
+        weights.REGISTRY, "fake", WeightsSpec(**{**spec.__dict__, "url": "http://127.0.0.1:9/x.pt"})
+    )
     with pytest.raises(WeightsNotFoundError, match=r"Place fake.pt in \$AQA_WEIGHTS_DIR"):
         resolve_weights("fake")
     with pytest.raises(KeyError, match="unknown weights 'nope'"):
@@ -58,6 +66,12 @@ def test_offline_error_says_what_to_place_where(fake_spec, monkeypatch):
 @pytest.mark.realdata
 def test_real_weights_match_the_registry(weights_dir, monkeypatch):
     monkeypatch.setenv("AQA_WEIGHTS_DIR", str(weights_dir))
-    for name in ("i3d_kinetics400", "kinetics400_labels", "nanotrack_v2", "nanotrack_v2_backbone_onnx", "nanotrack_v2_head_onnx",
-                 "mobilenet_v2_imagenet"):
+    for name in (
+        "i3d_kinetics400",
+        "kinetics400_labels",
+        "nanotrack_v2",
+        "nanotrack_v2_backbone_onnx",
+        "nanotrack_v2_head_onnx",
+        "mobilenet_v2_imagenet",
+    ):
         assert resolve_weights(name, download=False).parent == weights_dir

@@ -179,7 +179,9 @@ def _check_download(raw: Path, spec: WeightsSpec) -> None:
     """torchvision names its files ``<name>-<first 8 hex of sha256>.pth``: check that much of the download."""
     match = re.search(r"-([0-9a-f]{8,})\.pth$", spec.url)
     if match and not sha256_of(raw).startswith(match.group(1)):
-        raise ValueError(f"download of {spec.url} is corrupt: its sha256 does not start with {match.group(1)}")
+        raise ValueError(
+            f"download of {spec.url} is corrupt: its sha256 does not start with {match.group(1)}"
+        )
 
 
 def _resolve_converter(dotted: str) -> Callable[[Path, Path], None]:
