@@ -18,18 +18,19 @@ from pathlib import Path
 
 import click
 
+# Short schedules so the demo finishes in a few minutes on a laptop CPU (the synthetic videos are 20-36 clips).
 DEMO_HEADS = {
     "ridge": {},
     "mlp": {"epochs": 60},
     "lstm": {"epochs": 30, "hidden": 64, "window": None},
-    "gdlt": {"epochs": 60},
-    "weight-score": {"epochs": 60},
-    "tpt": {"epochs": 40},
-    "action-net": {"epochs": 60},
+    "action-net": {"epochs": 40, "window": None},
+    "tpt": {"epochs": 15},
+    "gdlt": {"epochs": 15, "window": None},
+    "weight-score": {"epochs": 15, "q_number": 36, "window": 36, "d_model": 64, "ffn": 128},
 }
 
 
-def render_procedural_videos(folder: Path, count: int = 24, frames: int = 48, size: int = 128) -> Path:
+def render_procedural_videos(folder: Path, count: int = 40, frames: int = 48, size: int = 128) -> Path:
     """``count`` videos of a bright square crossing a noisy frame at a known speed; returns a manifest CSV."""
     import cv2
     import numpy as np

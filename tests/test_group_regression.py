@@ -94,3 +94,19 @@ def test_training_exemplars_share_the_group_and_are_never_the_query():
     partners = pool.sample_train(rows, np.random.default_rng(0))
     assert (partners != rows).all() and (keys[partners] == keys[rows]).all()
     assert np.array_equal(partners, pool.sample_train(rows, np.random.default_rng(0)))
+
+
+def test_interval_loss_nll_and_bce_against_hand_computed_values():
+    from aqa_pipeline.heads.group_regression import group_regression_loss
+
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    leaf, offsets, target = torch.tensor([0]), torch.tensor([[0.3, 0.5, 0.9]]), torch.tensor([0.5])
+    nll, reg = group_regression_loss(logits, offsets, leaf, target, "nll")
+    assert float(nll) == pytest.approx(-np.log(np.exp(2) / (np.exp(2) + 1 + np.exp(-1))), rel=1e-5)
+    assert float(reg) == pytest.approx((0.3 - 0.5) ** 2)
+    bce, _ = group_regression_loss(logits, offsets, leaf, target, "bce")
+    sig = 1 / (1 + np.exp(-np.array([2.0, 0.0, -1.0])))
+    expected = -(np.log(sig[0]) + np.log(1 - sig[1]) + np.log(1 - sig[2])) / 3
+    assert float(bce) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="unknown interval loss"):
+        group_regression_loss(logits, offsets, leaf, target, "hinge")

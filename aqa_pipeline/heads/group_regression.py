@@ -122,10 +122,22 @@ class GroupIntervals:
 
 
 def group_regression_loss(
-    logits: torch.Tensor, offsets: torch.Tensor, leaf: torch.Tensor, target: torch.Tensor
+    logits: torch.Tensor,
+    offsets: torch.Tensor,
+    leaf: torch.Tensor,
+    target: torch.Tensor,
+    classification: str = "nll",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(classification NLL, squared error of the true leaf's offset), each averaged over the pairs."""
-    cls = F.cross_entropy(logits, leaf)
+    """(interval classification loss, squared error of the true leaf's offset), each averaged over the pairs.
+
+    ``nll``: softmax cross-entropy over the intervals (CoRe's and TPT's code); ``bce``: one binary decision per
+    interval against the one-hot true interval (FSPN's paper)."""
+    if classification == "nll":
+        cls = F.cross_entropy(logits, leaf)
+    elif classification == "bce":
+        cls = F.binary_cross_entropy_with_logits(logits, F.one_hot(leaf, logits.shape[1]).to(logits.dtype))
+    else:
+        raise ValueError(f"unknown interval loss {classification!r}: nll or bce")
     reg = F.mse_loss(offsets.gather(1, leaf[:, None]).squeeze(1), target)
     return cls, reg
 
@@ -215,6 +227,7 @@ class ContrastiveHead(TorchHead):
         "n_intervals": 16,  # code: RegressTree depth 5 -> 16 leaves
         "score_range": None,  # chosen: None = range of the training targets (CoRe hard-codes 30 MTL / 100 AQA-7)
         "n_exemplars": 10,  # code: num_voting = 10
+        "interval_loss": "nll",  # code (CoRe/TPT): softmax NLL over intervals; "bce" = one-vs-rest (FSPN paper)
         "exemplar_seed": None,  # chosen: None = drawn from the fit seed; an int pins the test lists
     }
     explanation_keys: ClassVar[tuple[str, ...]] = ()  # which of encode()'s auxiliaries are explanations
@@ -279,6 +292,7 @@ class ContrastiveHead(TorchHead):
             torch.cat([offsets_a, offsets_b]),
             leaf.to(x.device),
             target.to(x.device),
+            self.config["interval_loss"],
         )
         extra, parts = self.auxiliary_loss(aux, mask)
         total = cls + reg + extra.to(x.device)
