@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aqa_pipeline.heads.base import TorchHead
-from aqa_pipeline.heads.baselines import _MLP, masked_mean
+from aqa_pipeline.heads.baselines import _MLP, PooledInputHead, masked_mean
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.train.data import Batch, SequenceData
 
@@ -42,7 +41,7 @@ def kl_loss(log_probs: torch.Tensor, target: torch.Tensor, reduction: str) -> to
 
 
 @register_head("usdl")
-class USDLHead(TorchHead):
+class USDLHead(PooledInputHead):
     """One distribution over ``bins`` bins spanning the working range [0, 1] of the (normalised) score."""
 
     defaults: ClassVar[dict[str, Any]] = {
