@@ -8,6 +8,7 @@ regressor papers call "I3D+MLP"; the LSTMs are the sequence baselines of the ACT
 from __future__ import annotations
 
 import dataclasses
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -44,8 +45,9 @@ class _SklearnPooledHead(Head):
     uses_validation: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {"pooling": "mean", "inner_cv": 5}
 
+    @abstractmethod
     def _search(self):
-        raise NotImplementedError
+        """The estimator and its grid of regularisation values for the inner cross-validation."""
 
     def fit(
         self,
