@@ -16,10 +16,10 @@ from aqa_pipeline.heads.action_net import (
     normalise_adjacency,
     temporal_adjacency,
 )
-from aqa_pipeline.heads.base import spearman
 from aqa_pipeline.report.attention_plots import plot_attention_timeline
 from aqa_pipeline.synth import synthetic_sequence_data
 from aqa_pipeline.train.data import Batcher
+from aqa_pipeline.train.metrics import spearman
 
 torch.set_num_threads(1)
 SMALL = {"embed_dim": 16, "attention_hidden": 16, "fusion_hidden": 16}

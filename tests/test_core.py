@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from aqa_pipeline.heads.base import spearman
 from aqa_pipeline.heads.core import CoReHead, RegressTree
 from aqa_pipeline.synth import synthetic_sequence_data
+from aqa_pipeline.train.metrics import spearman
 
 torch.set_num_threads(1)
 

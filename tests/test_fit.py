@@ -67,59 +67,19 @@ def test_label_transform_round_trip_and_dd():
 
 # -- protocols --------------------------------------------------------------------------------------------
 def test_folds_never_select_on_scored_videos():
-    for folds in (
-        make_folds(
-            100,
-            cv=None,
-            has_test=True,
-            n_test=30,
-            seed=0,
-            val_fraction=0.2,
-            uses_validation=True,
-            paper_selection=False,
-        ),
-        make_folds(
-            100,
-            cv=5,
-            has_test=False,
-            n_test=0,
-            seed=3,
-            val_fraction=0.2,
-            uses_validation=True,
-            paper_selection=False,
-        ),
-    ):
-        for fold in folds:
-            assert not set(fold.fit) & set(fold.val)
-            if not fold.score_on_test:
-                assert not (set(fold.fit) | set(fold.val)) & set(fold.score)
-    cv_scored = np.concatenate(
-        [
-            f.score
-            for f in make_folds(
-                50,
-                cv=5,
-                has_test=False,
-                n_test=0,
-                seed=0,
-                val_fraction=0.1,
-                uses_validation=True,
-                paper_selection=False,
-            )
-        ]
-    )
+    def folds(n, **options):
+        defaults = {"cv": None, "has_test": False, "n_test": 0, "seed": 0, "val_fraction": 0.2,
+                    "uses_validation": True, "paper_selection": False}  # fmt: skip
+        return make_folds(n, **{**defaults, **options})
+
+    for fold in folds(100, has_test=True, n_test=30) + folds(100, cv=5, seed=3):
+        assert not set(fold.fit) & set(fold.val)
+        if not fold.score_on_test:
+            assert not (set(fold.fit) | set(fold.val)) & set(fold.score)
+    cv_scored = np.concatenate([f.score for f in folds(50, cv=5, val_fraction=0.1)])
     assert sorted(cv_scored) == list(range(50))  # every training video is scored exactly once
     with pytest.raises(ValueError, match="too few"):
-        make_folds(
-            6,
-            cv=5,
-            has_test=False,
-            n_test=0,
-            seed=0,
-            val_fraction=0.1,
-            uses_validation=True,
-            paper_selection=False,
-        )
+        folds(6, cv=5, val_fraction=0.1)
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from aqa_pipeline.heads.base import spearman
 from aqa_pipeline.heads.fspn import ActionParser, group_contrastive_loss, synthetic_actor_data
 from aqa_pipeline.heads.registry import get_head
 from aqa_pipeline.train.data import SequenceData
+from aqa_pipeline.train.metrics import spearman
 
 torch.set_num_threads(1)
 

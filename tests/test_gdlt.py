@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from aqa_pipeline.heads.base import spearman
 from aqa_pipeline.heads.gdlt import GDLTModel, MaskedBatchNorm1d, hard_triplet_loss
 from aqa_pipeline.heads.registry import get_head
 from aqa_pipeline.synth import synthetic_sequence_data
 from aqa_pipeline.train.data import SequenceData
+from aqa_pipeline.train.metrics import spearman
 
 torch.set_num_threads(1)
 # small and quick for 32-d synthetic clips; same architecture as the default (1 encoder + 2 decoder layers, 4 grades)

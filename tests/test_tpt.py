@@ -8,10 +8,10 @@ import pytest
 import torch
 from sklearn.linear_model import RidgeCV
 
-from aqa_pipeline.heads.base import spearman
 from aqa_pipeline.heads.tpt import TPTHead, attention_centres, ranking_loss, segment_pooling_matrix
 from aqa_pipeline.report.attention_plots import plot_query_attention
 from aqa_pipeline.synth import synthetic_sequence_data
+from aqa_pipeline.train.metrics import spearman
 
 torch.set_num_threads(1)
 SMALL = {"d_model": 32, "d_ffn": 32, "queries": 3, "self_attention_heads": 2, "batch_size": 8}

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from aqa_pipeline.heads.base import spearman
 from aqa_pipeline.heads.registry import get_head
 from aqa_pipeline.heads.tsa import (
     I3DTail,
@@ -17,6 +16,7 @@ from aqa_pipeline.heads.tsa import (
     tsa_flops,
 )
 from aqa_pipeline.train.data import Batch, SequenceData
+from aqa_pipeline.train.metrics import spearman
 
 torch.set_num_threads(1)
 

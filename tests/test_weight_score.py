@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from aqa_pipeline.heads.base import spearman
 from aqa_pipeline.heads.registry import get_head
 from aqa_pipeline.heads.weight_score import gram_kl_loss, weighted_score
 from aqa_pipeline.synth import synthetic_sequence_data
 from aqa_pipeline.train.data import SequenceData
+from aqa_pipeline.train.metrics import spearman
 
 torch.set_num_threads(1)
 # small and quick for 32-d synthetic clips; the architecture (pre-norm decoder, per-slot MLPs) is the default one

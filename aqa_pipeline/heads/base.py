@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import io
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -23,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from aqa_pipeline.train.data import Batch, Batcher, SequenceData
+from aqa_pipeline.train.metrics import spearman
 
 
 @dataclass
@@ -102,14 +104,6 @@ class Head(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    if len(a) < 2 or np.std(a) == 0 or np.std(b) == 0:
-        return 0.0
-    return float(spearmanr(a, b).statistic)
-
-
 class TorchHead(Head):
     """A head that is an ``nn.Module`` plus its loss. Subclasses implement ``build``, ``loss``, ``predict_batch``."""
 
@@ -173,8 +167,6 @@ class TorchHead(Head):
         device: str = "cpu",
         progress: bool = True,
     ) -> History:
-        import time
-
         started = time.perf_counter()
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)

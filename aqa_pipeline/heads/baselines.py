@@ -8,6 +8,7 @@ regressor papers call "I3D+MLP"; the LSTMs are the sequence baselines of the ACT
 from __future__ import annotations
 
 import dataclasses
+import time
 from abc import abstractmethod
 from typing import Any, ClassVar
 
@@ -58,8 +59,6 @@ class _SklearnPooledHead(Head):
         device: str = "cpu",
         progress: bool = True,
     ) -> History:
-        import time
-
         from sklearn.model_selection import GridSearchCV, KFold
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler

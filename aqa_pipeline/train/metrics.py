@@ -15,6 +15,14 @@ def _range(truth: np.ndarray) -> float:
     return span if span > 0 else 1.0
 
 
+def spearman(a, b) -> float:
+    """Spearman ρ, or 0.0 when either side is constant (nothing ranked): epoch selection and quick checks."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(spearmanr(a, b).statistic)
+
+
 def regression_metrics(truth, prediction) -> dict[str, float]:
     truth = np.asarray(truth, dtype=np.float64)
     prediction = np.asarray(prediction, dtype=np.float64)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from aqa_pipeline import __version__
-from aqa_pipeline.heads.base import Head, History
+from aqa_pipeline.heads.base import Head
 from aqa_pipeline.heads.registry import get_head
 from aqa_pipeline.store import FeatureSet, FeatureStore, StoreError
 from aqa_pipeline.train.data import SequenceData
@@ -253,7 +253,7 @@ def run(store_path: str | Path, config: FitConfig, out_dir: str | Path | None = 
         for fold in folds:
             result = _fit_one(config, head_cls, loaded, fold, seed)
             fold_metrics.append(_metrics_for(result["truth"], result["prediction"], result["groups"]))
-            histories.append({"seed": seed, "fold": fold.name, **_history_dict(result["history"])})
+            histories.append({"seed": seed, "fold": fold.name, **asdict(result["history"])})
             exemplars += [
                 {"seed": seed, "fold": fold.name, "id": vid, "exemplars": " ".join(ids)}
                 for vid, ids in result.get("exemplars", {}).items()
@@ -323,10 +323,6 @@ def run(store_path: str | Path, config: FitConfig, out_dir: str | Path | None = 
     if out_dir is not None:
         write_run_dir(Path(out_dir), config, store, loaded, result, final_transform)
     return result
-
-
-def _history_dict(history: History) -> dict[str, Any]:
-    return asdict(history)
 
 
 def write_run_dir(
