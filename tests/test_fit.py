@@ -178,15 +178,16 @@ def test_bad_requests_fail_before_training(synthetic_store):
 
 
 # -- the command line ---------------------------------------------------------------------------------------
-def test_cli_writes_a_complete_run_directory_and_predicts(synthetic_store, tmp_path):
+def test_cli_writes_a_complete_run_directory_and_predicts(synthetic_store, tmp_path, monkeypatch):
     from aqa_pipeline.cli.fit import main
 
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
     out = tmp_path / "run"
-    result = CliRunner().invoke(
-        main,
-        ["--head", "ridge", str(synthetic_store), "--cv", "3", "--seeds", "2", "--out", str(out), "--quiet"],
-    )
+    args = ["--head", "ridge", str(synthetic_store), "--cv", "3", "--seeds", "2", "--threads", "1"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
+    assert threads == [1]
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("spearman", "pearson", "mse", "rl2", "rl2_abs", "n", "spearman_mean", "spearman_std"):
         assert key in metrics["cv"]

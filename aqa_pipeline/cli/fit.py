@@ -84,6 +84,13 @@ def _read_config(path: str | None) -> dict:
 )
 @click.option("--gpu", type=int, default=None, help="CUDA device index (default: CPU).")
 @click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for torch (default: all cores). Give each of several runs side by side its share "
+    "(e.g. --threads 1 for two runs on two cores); more threads than free cores slows every run down.",
+)
+@click.option(
     "--final-model/--no-final-model",
     default=None,
     help="Also train the saved model.pt on the whole train split [default: yes].",
@@ -112,6 +119,7 @@ def main(
     use_dd,
     val_fraction,
     gpu,
+    threads,
     final_model,
     predict_run,
     split,
@@ -136,6 +144,10 @@ def main(
     from aqa_pipeline.train.run import FitConfig, predict_store, run
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     if predict_run:
         rows = predict_store(predict_run, store, split=split)
         target_csv = Path(out_dir or predict_run) / f"predictions_{Path(store).stem}.csv"
