@@ -15,7 +15,7 @@ import copy
 import io
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -286,3 +286,23 @@ class TorchHead(Head):
 
     def load_extra_state(self, extra: dict[str, Any]) -> None:
         self.train_data = extra["train_data"]
+
+
+class PooledInputHead(TorchHead):
+    """A neural head that reads only the masked time-mean of each video (MLP, USDL/MUSDL, CoRe).
+
+    Without a training window that mean never changes, so it is computed once per video instead of in every batch
+    of every epoch (identical results, an order of magnitude less work on long videos); with a window (random crops
+    as augmentation) the sequences are kept.
+    """
+
+    def _pooled(self, data: SequenceData) -> SequenceData:
+        if self.config["window"] is not None:
+            return data
+        return replace(data, x=[s.mean(0, keepdims=True, dtype=np.float32) for s in data.x])
+
+    def fit(self, train: SequenceData, val: SequenceData | None = None, **options) -> History:
+        return super().fit(self._pooled(train), None if val is None else self._pooled(val), **options)
+
+    def predict(self, data: SequenceData) -> Prediction:
+        return super().predict(self._pooled(data))

@@ -7,7 +7,6 @@ regressor papers call "I3D+MLP"; the LSTMs are the sequence baselines of the ACT
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from abc import abstractmethod
 from typing import Any, ClassVar
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aqa_pipeline.heads.base import Head, History, Prediction, TorchHead
+from aqa_pipeline.heads.base import Head, History, PooledInputHead, Prediction, TorchHead
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.train.data import Batch, SequenceData
 
@@ -127,26 +126,6 @@ class _MLP(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.net(pooled)
-
-
-class PooledInputHead(TorchHead):
-    """A neural head that reads only the masked time-mean of each video.
-
-    Without a training window that mean never changes, so it is computed once per video instead of in every batch
-    of every epoch (identical results, an order of magnitude less work on long videos); with a window (random crops
-    as augmentation) the sequences are kept.
-    """
-
-    def _pooled(self, data: SequenceData) -> SequenceData:
-        if self.config["window"] is not None:
-            return data
-        return dataclasses.replace(data, x=[s.mean(0, keepdims=True, dtype=np.float32) for s in data.x])
-
-    def fit(self, train: SequenceData, val: SequenceData | None = None, **options) -> History:
-        return super().fit(self._pooled(train), None if val is None else self._pooled(val), **options)
-
-    def predict(self, data: SequenceData) -> Prediction:
-        return super().predict(self._pooled(data))
 
 
 @register_head("mlp")

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from aqa_pipeline.heads.base import PooledInputHead
 from aqa_pipeline.heads.group_regression import ContrastiveHead, IntervalRegressor
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.train.data import SequenceData
@@ -62,7 +63,7 @@ class FlatRegressor(nn.Module):
 
 
 @register_head("core")
-class CoReHead(ContrastiveHead):
+class CoReHead(PooledInputHead, ContrastiveHead):
     defaults: ClassVar[dict[str, Any]] = {
         "regressor": "flat",  # chosen (TPT's finding); "tree" = CoRe's RegressTree
         "hidden": 256,  # code: first Linear(2049 -> 256) of the tree

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from aqa_pipeline.heads.baselines import _MLP, PooledInputHead, masked_mean
+from aqa_pipeline.heads.base import PooledInputHead
+from aqa_pipeline.heads.baselines import _MLP, masked_mean
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.train.data import Batch, SequenceData
 
