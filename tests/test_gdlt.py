@@ -89,14 +89,21 @@ def test_padding_does_not_change_a_prediction():
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
-def test_paper_schedule():
-    head = get_head("gdlt")(**SMALL, epochs=10)
+@pytest.mark.parametrize(
+    ("options", "optimizer_class", "lr"),
+    [({}, torch.optim.Adam, 1e-3), ({"optimizer": "sgd", "lr": 1e-2}, torch.optim.SGD, 1e-2)],
+    ids=["default-adam", "paper-sgd"],
+)
+def test_schedules_anneal_to_one_percent(options, optimizer_class, lr):
+    head = get_head("gdlt")(**SMALL, epochs=10, **options)
     optimizer, scheduler = head.configure_optimizer(head.build(_tiny_data()))
-    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9
+    assert isinstance(optimizer, optimizer_class) and optimizer.param_groups[0]["lr"] == pytest.approx(lr)
+    if optimizer_class is torch.optim.SGD:
+        assert optimizer.defaults["momentum"] == 0.9
     for _ in range(10):
         optimizer.step()
         scheduler.step()
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.01)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(lr * 0.01)
 
 
 @pytest.mark.slow

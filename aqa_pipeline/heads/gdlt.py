@@ -152,13 +152,16 @@ class GDLTHead(TorchHead):
         "triplet_weight": 1.0,  # code: alpha
         "triplet_margin": 1.0,  # code
         "input_norm": "masked",  # chosen: "masked" BN statistics over real clips; "unmasked" = code (padding in)
-        "optimizer": "sgd",  # code: SGD, momentum 0.9; "adam" uses lr / weight_decay as given
-        "lr": 1e-2,  # code (RG README)
-        "momentum": 0.9,  # code
+        # chosen by 5-fold CV on the Fis-V training videos (1 seed, TES / PCS): Adam 1e-3 for 40 epochs 0.464 / 0.721
+        # against the code's SGD 1e-2 (momentum 0.9) cut to 20 epochs 0.326 / 0.564, still rising there; the code's
+        # 150-500 SGD epochs do not fit 5 minutes on 2 CPU cores. Faithful: --set optimizer=sgd --set lr=1e-2
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "momentum": 0.9,  # code (optimizer="sgd" only)
         "weight_decay": 1e-4,  # code
         "lr_min_ratio": 0.01,  # code: cosine annealing to lr × decay-rate 0.01, per epoch, no warm-up
         "batch_size": 32,  # code
-        "epochs": 20,  # chosen: fits 5 min on 2 CPU cores for Fis-V (code: 150-500 on RG; Fis-V not in the repo)
+        "epochs": 40,  # chosen (see optimizer): 3.3 min on 2 CPU cores for Fis-V (code: 150-500 on RG)
         "window": 68,  # code: clip_num 68 (RG); Fis-V value not in the repo
         "test_window": "full",  # code: full-length test sequence
     }
