@@ -194,10 +194,14 @@ def test_real_dive_extracts_under_mtl_aqa_with_padding_reported(tmp_path, weight
 
 def test_cli_on_a_real_video_shows_predictions_and_padding(tmp_path, weights_dir, data_dir, monkeypatch):
     monkeypatch.setenv("AQA_WEIGHTS_DIR", str(weights_dir))
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
     video = data_dir / "videos" / "mtl_aqa_dive_sample.mp4"
     args = ["--videos", str(video), "--out", str(tmp_path / "c.h5"), "--preset", "mtl-aqa", "--cpu"]
     result = CliRunner().invoke(extract_cli, [*args, "--workers", "0", "--show-pred"])
     assert result.exit_code == 0, result.output
     assert "mtl_aqa_dive_sample top-1: " in result.output and "+82 frames" in result.output
-    again = CliRunner().invoke(extract_cli, [*args, "--workers", "0"])
+    assert threads == []  # on CPU the model keeps every core; decoding workers do not take threads from it
+    again = CliRunner().invoke(extract_cli, [*args, "--workers", "0", "--threads", "1"])
     assert again.exit_code == 0 and "0 videos extracted" in again.output and "1 already done" in again.output
+    assert threads == [1]

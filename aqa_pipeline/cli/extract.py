@@ -74,13 +74,13 @@ Re-running the same command resumes: finished videos are skipped. Failures are l
 )
 @click.option(
     "--workers",
-    type=int,
+    type=click.IntRange(min=0),
     help="Decoding worker processes (0 = in-process; default 4 on GPU, 1 on CPU, where the I3D, not decoding, "
     "is the bottleneck).",
 )
 @click.option(
     "--threads",
-    type=int,
+    type=click.IntRange(min=1),
     help="Torch threads for the model on CPU (default: all cores; the decoding workers run beside them).",
 )
 @click.option("--num-shards", default=1, show_default=True)
