@@ -8,7 +8,7 @@ export YOLO_OFFLINE ?= 1
 export YOLO_AUTOINSTALL ?= 0
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup test test-fast demo lint format bench fisv-store fisv-baselines clean
+.PHONY: setup test test-fast demo lint format bench fisv-store fisv-baselines fisv-heads clean
 
 setup: $(STAMP)
 
@@ -45,10 +45,16 @@ fisv-store: setup  ## import the released Fis-V Video Swin features (400 trainin
 	$(VENV)/bin/aqa-import --dataset fis-v --features-dir $(AQA_DATA_DIR)/fisv/swintx_avg_fps25_clip32 \
 	  --out $(FISV_STORE) --split train
 
-fisv-baselines: fisv-store  ## 5-fold CV on the 400 Fis-V training videos, TES and PCS, 3 seeds
-	@for head in svr ridge mlp lstm bilstm usdl; do for target in tes pcs; do \
+# 5-fold CV on the 400 Fis-V training videos, TES and PCS, 3 seeds, for each head in $(1)
+fisv_cv = for head in $(1); do for target in tes pcs; do \
 	  $(VENV)/bin/aqa-fit --head $$head $(FISV_STORE) --target $$target --cv 5 --seeds 3 --quiet \
 	    --no-final-model --out runs/fisv/$$head-$$target || exit 1; done; done
+
+fisv-baselines: fisv-store  ## Fis-V CV table of the baselines (about an hour on 2 CPU cores)
+	@$(call fisv_cv,svr ridge mlp lstm bilstm usdl)
+
+fisv-heads: fisv-store  ## Fis-V CV table of the paper heads (several hours on 2 CPU cores)
+	@$(call fisv_cv,tpt core action-net gdlt weight-score)
 
 clean:
 	rm -rf $(VENV) demo-output runs .pytest_cache .ruff_cache *.egg-info

@@ -21,16 +21,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
+import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from aqa_pipeline.encoders.i3d import InceptionI3d
-from aqa_pipeline.extract import extract_features, jobs_from_paths
+from aqa_pipeline.extract import ClipSource, extract_features, jobs_from_paths
 from aqa_pipeline.video.decode import open_video, read_frames
 from aqa_pipeline.video.presets import get_preset
 
@@ -73,7 +77,7 @@ def naive(paths, model, preset, channels_last: bool = False, device: str = "cpu"
     return clips_done
 
 
-def research_loop(paths, model, preset) -> int:
+def research_loop(paths, model, preset, device: str = "cpu") -> int:
     """Baseline (b): the research-repo loop (cv2 frame by frame, PIL transforms, per-frame float tensors)."""
     from PIL import Image
 
@@ -101,9 +105,40 @@ def research_loop(paths, model, preset) -> int:
         video = torch.stack([frames[i] for i in plan.frame_indices], dim=1)  # (3, T, H, W)
         clips = torch.stack([video[:, s : s + plan.clip_len] for s in plan.clip_starts])
         with torch.no_grad():
-            model(clips)
+            model(clips.to(device))
+            if device != "cpu":
+                torch.cuda.synchronize()
         clips_done += len(clips)
     return clips_done
+
+
+def decode_only(paths, preset, workers: int) -> int:
+    """The decode-bound ceiling: the batched extractor's own decoding workers with no model behind them."""
+    loader = DataLoader(
+        ClipSource(jobs_from_paths(paths), preset),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
+    )
+    return sum(len(item["clips"]) for item in loader)
+
+
+@contextmanager
+def gpu_utilisation(device: str):
+    """Samples ``nvidia-smi`` every 100 ms while the block runs; yields a list that gets the percentages."""
+    samples: list[float] = []
+    if not device.startswith("cuda") or shutil.which("nvidia-smi") is None:
+        yield samples
+        return
+    index = torch.device(device).index or 0
+    command = ["nvidia-smi", "-i", str(index), "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+    sampler = subprocess.Popen([*command, "-lms", "100"], stdout=subprocess.PIPE, text=True)
+    try:
+        yield samples
+    finally:
+        sampler.terminate()
+        output, _ = sampler.communicate()
+        samples.extend(float(line) for line in output.split() if line.strip().isdigit())
 
 
 def cpu_seconds() -> float:
@@ -125,8 +160,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=64, help="frames per synthetic video")
     parser.add_argument("--size", default="640x360", help="source resolution WxH")
     parser.add_argument("--input", type=int, default=112, help="I3D input side (224 = the papers', slower)")
-    parser.add_argument("--batch-size", type=int, default=4, help="aqa-extract's CPU default")
-    parser.add_argument("--workers", type=int, default=1, help="aqa-extract's CPU default")
+    parser.add_argument("--batch-size", type=int, help="default: aqa-extract's (4 on CPU, 64 on GPU)")
+    parser.add_argument(
+        "--workers", type=int, help="decoding workers; default: aqa-extract's (1 on CPU, 4 on GPU)"
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -138,6 +175,9 @@ def main() -> None:
         "--device", default="cpu", help="cpu or cuda:N (the batched run uses autocast on GPU)"
     )
     args = parser.parse_args()
+    on_gpu = args.device.startswith("cuda")
+    args.batch_size = args.batch_size or (64 if on_gpu else 4)
+    args.workers = args.workers if args.workers is not None else (4 if on_gpu else 1)
     width, height = map(int, args.size.split("x"))
     side = args.input
     preset = dataclasses.replace(
@@ -178,14 +218,16 @@ def main() -> None:
         decode_frames = sum(len(read_frames(p, range(args.frames))) for p in paths)
         decode_s = time.perf_counter() - start
 
-        clips, wall, cpu = timed(research_loop, paths, model, preset)
+        clips, wall, cpu = timed(research_loop, paths, model, preset, args.device)
         rows.append(("(b) research-repo loop (cv2 + PIL per frame, contiguous)", clips, wall, cpu))
         clips, wall, cpu = timed(naive, paths, model, preset, device=args.device)
         rows.append(("(a) serial, same preprocessing (contiguous)", clips, wall, cpu))
         clips, serial_wall, cpu = timed(naive, paths, model, preset, channels_last=True, device=args.device)
         rows.append(("(a') serial, same preprocessing, channels-last", clips, serial_wall, cpu))
-        summary, wall, cpu = timed(batched, paths, Path(tmp) / "bench.h5")
-        assert summary.clips == clips and not summary.failed
+        decoded, decode_wall, _ = timed(decode_only, paths, preset, args.workers)
+        with gpu_utilisation(args.device) as utilisation:
+            summary, wall, cpu = timed(batched, paths, Path(tmp) / "bench.h5")
+        assert summary.clips == clips == decoded and not summary.failed
         rows.append(
             (
                 f"batched ({args.workers} workers, batch {args.batch_size}, store writes)",
@@ -205,6 +247,15 @@ def main() -> None:
         f"{decode_share:.0%} of the serial channels-last time, so hiding all decoding behind the model "
         f"can speed it up at most {1 / max(1 - decode_share, 1e-9):.2f}x"
     )
+    print(
+        f"decode only through the extractor's {args.workers} worker(s), no model: "
+        f"{decoded / decode_wall:8.2f} clips/s (the decode-bound ceiling of the batched run)"
+    )
+    if utilisation:
+        print(
+            f"GPU utilisation during the batched run (nvidia-smi every 100 ms, {len(utilisation)} samples): "
+            f"mean {np.mean(utilisation):.0f}%, median {np.median(utilisation):.0f}%"
+        )
     batched_rate = rows[-1][1] / rows[-1][2]
     batched_cpu = rows[-1][3] / rows[-1][1]
     print(f"{'pipeline':62s} {'clips/s':>8s} {'CPU s/clip':>10s} {'batched speed-up':>17s}")

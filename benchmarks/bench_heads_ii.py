@@ -7,7 +7,7 @@ epochs × epoch time) and the process's peak resident memory (which includes the
 
     python benchmarks/bench_heads_ii.py --store /tmp/team/fisv/features.h5      # the real Fis-V store (kind vst)
     python benchmarks/bench_heads_ii.py                                          # random data of Fis-V's shape
-    python benchmarks/bench_heads_ii.py --heads weight-score --videos 64 --set d_model=256   # a subset, scaled
+    python benchmarks/bench_heads_ii.py --heads weight-score --videos 96 --set d_model=null  # the code's width, scaled
 """
 
 from __future__ import annotations

@@ -87,8 +87,33 @@ def test_code_residual_option_changes_the_layer():
     assert not np.allclose(standard.predict(data).y, code.predict(data).y)
 
 
+def test_standardised_input_ignores_a_per_dimension_offset_and_scale():
+    # raw VST features carry a large common offset; standardising with the training clips' statistics removes
+    # any per-dimension affine change, so the same seed trains the same model and predicts the same scores
+    train, test = _tiny_data(seed=5), _tiny_data(seed=6)
+    rng = np.random.default_rng(0)
+    scale, offset = rng.uniform(0.5, 3.0, 32), rng.uniform(-20.0, 20.0, 32)
+
+    def shifted(data: SequenceData) -> SequenceData:
+        return SequenceData(data.ids, [(x * scale + offset).astype(np.float32) for x in data.x], data.y)
+
+    def predictions(input_norm: str, shift: bool) -> np.ndarray:
+        fit_on, scored = (shifted(train), shifted(test)) if shift else (train, test)
+        head = get_head("weight-score")(**{**SMALL, "epochs": 2, "input_norm": input_norm})
+        head.fit(fit_on, None, seed=0, progress=False)
+        return head.predict(scored).y
+
+    np.testing.assert_allclose(predictions("standardise", True), predictions("standardise", False), atol=1e-4)
+    assert not np.allclose(predictions("none", True), predictions("none", False), atol=1e-2)
+    model = get_head("weight-score")(**SMALL).build(shifted(train))
+    clips = np.concatenate(shifted(train).x)
+    np.testing.assert_allclose(model.input_mean.numpy(), clips.mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(model.input_std.numpy(), clips.std(0), rtol=1e-4)
+
+
 def test_step_per_iteration_schedule_is_the_codes_quirk():
-    head = get_head("weight-score")(**SMALL, lr_schedule="step_per_iteration", lr_step=3)
+    # the code's lr, 1e-4, stepped down 10x every lr_step iterations
+    head = get_head("weight-score")(**SMALL, lr=1e-4, lr_schedule="step_per_iteration", lr_step=3)
     model = head.build(_tiny_data())
     optimizer, scheduler = head.configure_optimizer(model)
     assert scheduler.per_iteration
