@@ -36,6 +36,11 @@ from aqa_pipeline.store import Feature, StoreError, StoreWriter
 from aqa_pipeline.video.decode import open_video, probe, read_windows
 from aqa_pipeline.video.presets import Preset
 
+# aqa-extract's defaults per device type: on CPU the I3D, not decoding, is the bottleneck, so it gets every core
+# beside one decoding worker, and batches beyond 4 clips only cost cache and memory
+DEFAULT_BATCH_SIZE = {"cpu": 4, "cuda": 64}
+DEFAULT_WORKERS = {"cpu": 1, "cuda": 4}
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 UNLABELLED = "unlabelled"
 

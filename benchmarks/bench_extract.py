@@ -34,7 +34,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from aqa_pipeline.encoders.i3d import InceptionI3d
-from aqa_pipeline.extract import ClipSource, extract_features, jobs_from_paths
+from aqa_pipeline.extract import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_WORKERS,
+    ClipSource,
+    extract_features,
+    jobs_from_paths,
+)
 from aqa_pipeline.video.decode import open_video, read_frames
 from aqa_pipeline.video.presets import get_preset
 
@@ -175,9 +181,9 @@ def main() -> None:
         "--device", default="cpu", help="cpu or cuda:N (the batched run uses autocast on GPU)"
     )
     args = parser.parse_args()
-    on_gpu = args.device.startswith("cuda")
-    args.batch_size = args.batch_size or (64 if on_gpu else 4)
-    args.workers = args.workers if args.workers is not None else (4 if on_gpu else 1)
+    device_type = torch.device(args.device).type
+    args.batch_size = args.batch_size or DEFAULT_BATCH_SIZE[device_type]
+    args.workers = DEFAULT_WORKERS[device_type] if args.workers is None else args.workers
     width, height = map(int, args.size.split("x"))
     side = args.input
     preset = dataclasses.replace(

@@ -213,7 +213,13 @@ def main(
     import torch  # lazy: keeps --help instant
 
     from aqa_pipeline.encoders.i3d import KINETICS400, load_i3d, load_labels
-    from aqa_pipeline.extract import extract_features, jobs_from_manifest, jobs_from_paths
+    from aqa_pipeline.extract import (
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_WORKERS,
+        extract_features,
+        jobs_from_manifest,
+        jobs_from_paths,
+    )
     from aqa_pipeline.video.presets import get_preset
 
     if gpu is not None and not torch.cuda.is_available():
@@ -250,8 +256,7 @@ def main(
     )
     model, weights_path = load_i3d(weights, map_endpoint=maps_endpoint if maps else None)
     class_names = load_labels(weights_path) if show_pred else None
-    if workers is None:
-        workers = 1 if device == "cpu" else 4
+    device_type = torch.device(device).type
     if threads and device == "cpu":
         torch.set_num_threads(threads)
     try:
@@ -262,8 +267,8 @@ def main(
             preset=chosen,
             dataset=dataset_name,
             weights_sha256=KINETICS400.sha256,
-            batch_size=batch_size or (64 if gpu is not None else 4),
-            workers=workers,
+            batch_size=batch_size or DEFAULT_BATCH_SIZE[device_type],
+            workers=DEFAULT_WORKERS[device_type] if workers is None else workers,
             device=device,
             num_shards=num_shards,
             shard_index=shard_index,

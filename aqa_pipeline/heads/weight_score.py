@@ -116,12 +116,16 @@ def _mlp(d_model: int) -> nn.Sequential:
 
 
 def clip_statistics(sequences: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and std over every clip of every video (float64 sums, one video at a time)."""
-    total = sum(len(x) for x in sequences)
-    first = sum(torch.as_tensor(x, dtype=torch.float64).sum(0) for x in sequences) / total
-    second = sum(torch.as_tensor(x, dtype=torch.float64).square().sum(0) for x in sequences) / total
-    std = (second - first.square()).clamp(min=0).sqrt()
-    return first.float(), std.clamp(min=1e-6).float()
+    """Per-dimension mean and std over every clip of every video, one video at a time (constant dims get std 1)."""
+    # lazy, as in the baselines: keeps aqa-fit start-up quick
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler()
+    for x in sequences:
+        scaler.partial_fit(x)
+    return torch.as_tensor(scaler.mean_, dtype=torch.float32), torch.as_tensor(
+        scaler.scale_, dtype=torch.float32
+    )
 
 
 class WeightScoreModel(nn.Module):
