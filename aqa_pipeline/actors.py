@@ -27,6 +27,7 @@ stays bounded by one clip, not one video.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from aqa_pipeline.detect.crops import (
 )
 from aqa_pipeline.detect.yolo import PersonDetector
 from aqa_pipeline.encoders.image import ImageEncoder
+from aqa_pipeline.store.schema import KindProvenance
 from aqa_pipeline.track.nanotrack import CONTEXT_AMOUNT, NanoTracker, NanoTrackV2, TrackerConfig
 from aqa_pipeline.video.decode import read_frames, read_windows
 
@@ -55,6 +57,28 @@ CROP_SIZE = 224  # ACTION-NET's static-stream input
 _DECODE_CHUNK = 32
 
 Box = Sequence[float]
+
+
+@dataclass
+class PersonCrops:
+    """The static stream's inputs of one sample: crops (N, 3, 224, 224) float in [0, 1] and where they came from."""
+
+    images: torch.Tensor
+    times: np.ndarray  # (N,) source frame indices
+    boxes: np.ndarray  # (N, 4) xyxy pixels
+    scores: np.ndarray  # (N,) detector or tracker score
+    sources: np.ndarray | None  # (N,) BoxSource codes for detector rules, None for tracked boxes
+
+
+@dataclass
+class ActorInputs:
+    """Everything athlete-centred of one sample that needs its frames (made in the decoding worker)."""
+
+    frame_size: tuple[int, int]  # (width, height) of the source
+    boxes: np.ndarray | None = None  # (F, 5) x1, y1, x2, y2, score per frame the clip encoder saw
+    box_times: np.ndarray | None = None  # (F,) their source frame indices
+    crops: PersonCrops | None = None
+    actor_clips: torch.Tensor | None = None  # (unique clips, L, S, S, 3) uint8 cut around the athlete
 
 
 @dataclass
@@ -124,78 +148,98 @@ class ActorOptions:
         return None if self.init_boxes is None else parse_box(self.init_boxes, "initial box")
 
     def provenance(
-        self, i3d: dict[str, Any], frame_size: tuple[int, int] | None
-    ) -> dict[str, dict[str, Any]]:
-        """Provenance of this run's actor kinds, given the scene ``i3d`` kind's; ``frame_size`` (w, h) when all
+        self, scene_kind: str, scene: KindProvenance, frame_size: tuple[int, int] | None
+    ) -> dict[str, KindProvenance]:
+        """Provenance of this run's actor kinds, given the scene clip kind's; ``frame_size`` (w, h) when all
         sources share one (the TSA head reads it from here), else None (per video in the feature attributes)."""
-        kinds: dict[str, dict[str, Any]] = {}
-        if self.needs_tracking:
-            config = TrackerConfig.of(self.tracker_variant)
-            tracking = {
-                "tracker": "nanotrack_v2",
-                "tracker_weights_sha256": self.tracker_weights_sha256 or "unverified",
-                "tracker_variant": self.tracker_variant,
-                "tracker_crop": "cv2",
-                "tracker_penalty_k": config.penalty_k,
-                "tracker_window_influence": config.window_influence,
-                "tracker_lr": config.lr,
-                "tracker_context_amount": CONTEXT_AMOUNT,
-                "init": self._init_description(),
-            }
+        kinds: dict[str, KindProvenance] = {}
+        tracking = self._tracking_provenance() if self.needs_tracking else {}
+        size = _frame_size_entry(frame_size)
         if self.store_boxes:
-            kinds["boxes"] = {
-                "encoder": "nanotrack_v2",
-                "preset": i3d["preset"],
-                "weights_sha256": self.tracker_weights_sha256 or "unverified",
-                "transform": i3d["transform"],
-                "clip_len": i3d["clip_len"],
-                "fps": i3d["fps"],
-                "dim": 5,
-                "dtype": "float32",
-                "columns": "x1,y1,x2,y2,score (source-frame pixels; frame 0 of a sample is the initial box, score 1)",
-                "times": "source-video frame index of every frame the clip encoder saw, in its order (padding "
-                "repeats rows); clip k = the clip_len rows from searchsorted(times, i3d clip time k)",
-                **tracking,
-                **_frame_size_entry(frame_size),
-            }
+            kinds["boxes"] = dataclasses.replace(
+                scene,
+                encoder="nanotrack_v2",
+                weights="nanotrack_v2",
+                weights_sha256=self.tracker_weights_sha256 or "unverified",
+                weights_converter="none",
+                dim=5,
+                dtype="float32",
+                normalisation="none",
+                layer="",
+                pooling="",
+                times="source-video frame index of every frame the clip encoder saw, in its order (padding "
+                f"repeats rows); clip k = the clip_len rows from searchsorted(times, {scene_kind} clip time k)",
+                extra={
+                    "columns": "x1,y1,x2,y2,score (source-frame pixels; frame 0 of a sample is the initial box, "
+                    "score 1)",
+                    **tracking,
+                    **size,
+                },
+            )
         if self.crop_encoder is not None:
-            rule = self.crop_boxes
-            kinds[self.crop_kind] = {
-                **self.crop_encoder.provenance(),
-                "weights_sha256": self.crop_encoder.weights_sha256 or "unverified",
-                "preset": i3d["preset"],
-                "transform": f"crop the box, squash to {CROP_SIZE}x{CROP_SIZE} (antialiased bilinear), "
-                f"normalisation {self.crop_normalisation}",
-                "normalisation": self.crop_normalisation,
-                "clip_len": 1,
-                "fps": self.crop_fps,
-                "times": f"source-video frame index of each sampled frame ({self.crop_fps:g} per second of the "
-                "sample, from its first frame)",
+            kinds[self.crop_kind] = self._crop_provenance(scene, tracking, size)
+        if self.actor_clips:
+            kinds[f"{scene_kind}_actor"] = dataclasses.replace(
+                scene,
+                extra={
+                    **scene.extra,
+                    "crop": "per clip: the union of its frames' tracked boxes, enlarged by actor_margin x side on "
+                    "each side, made square (longer side), shifted into the frame where it fits, black beyond "
+                    "it, resized to the preset's input size; the same frames and clip starts as the scene kind",
+                    "actor_margin": self.actor_margin,
+                    **tracking,
+                },
+            )
+        return kinds
+
+    def _tracking_provenance(self) -> dict[str, Any]:
+        config = TrackerConfig.of(self.tracker_variant)
+        return {
+            "tracker": "nanotrack_v2",
+            "tracker_weights_sha256": self.tracker_weights_sha256 or "unverified",
+            "tracker_variant": self.tracker_variant,
+            "tracker_crop": "cv2",
+            "tracker_penalty_k": config.penalty_k,
+            "tracker_window_influence": config.window_influence,
+            "tracker_lr": config.lr,
+            "tracker_context_amount": CONTEXT_AMOUNT,
+            "init": self._init_description(),
+        }
+
+    def _crop_provenance(self, scene: KindProvenance, tracking: dict, size: dict) -> KindProvenance:
+        rule = self.crop_boxes
+        encoder = self.crop_encoder.provenance()
+        no_person = (
+            "tracked box (never missing)"
+            if rule == TRACKED
+            else "nearest earlier frame's box, else nearest later, else the centred square min(H, W) (codes in "
+            "the attribute box_sources: " + ", ".join(f"{s.value}={s.name}" for s in BoxSource) + ")"
+        )
+        return KindProvenance(
+            encoder=encoder["encoder"],
+            weights=encoder["weights"],
+            weights_sha256=self.crop_encoder.weights_sha256 or "unverified",
+            preset=scene.preset,
+            transform=f"crop the box, squash to {CROP_SIZE}x{CROP_SIZE} (antialiased bilinear), "
+            f"normalisation {self.crop_normalisation}",
+            normalisation=self.crop_normalisation,
+            dim=encoder["dim"],
+            clip_len=1,
+            fps=self.crop_fps,
+            layer="last convolutional stage",
+            pooling="global average",
+            times=f"source-video frame index of each sampled frame ({self.crop_fps:g} per second of the sample, "
+            "from its first frame)",
+            extra={
                 "box_rule": rule,
-                "no_person_rule": (
-                    "tracked box (never missing)"
-                    if rule == TRACKED
-                    else "nearest earlier frame's box, else nearest later, else the centred square "
-                    "min(H, W) (codes in the attribute box_sources: "
-                    + ", ".join(f"{s.value}={s.name}" for s in BoxSource)
-                    + ")"
-                ),
+                "no_person_rule": no_person,
                 "attributes": "crop_boxes (N, 4) xyxy pixels, box_scores (N,) (detector or tracker score)"
                 + ("" if rule == TRACKED else ", box_sources (N,) codes"),
                 **(self.detector.provenance() if self.detector is not None and rule != TRACKED else {}),
                 **(tracking if rule == TRACKED else {}),
-                **_frame_size_entry(frame_size),
-            }
-        if self.actor_clips:
-            kinds["i3d_actor"] = {
-                **i3d,
-                "crop": "per clip: the union of its frames' tracked boxes, enlarged by actor_margin x side on "
-                "each side, made square (longer side), shifted into the frame where it fits, black beyond it, "
-                "resized to the preset's input size; the same frames and clip starts as i3d",
-                "actor_margin": self.actor_margin,
-                **tracking,
-            }
-        return kinds
+                **size,
+            },
+        )
 
     def _init_description(self) -> str:
         if isinstance(self.init_boxes, Mapping):
@@ -304,17 +348,15 @@ def actor_inputs(
     fps: float,
     frame_hw: tuple[int, int],
     output_side: int,
-) -> dict[str, Any]:
+) -> ActorInputs:
     """Everything athlete-centred of one sample that needs its frames (runs in the decoding worker).
 
     The tracker and the crops cover the sample's whole window ``[first, stop)`` of source frames.
     ``frame_indices``: the sample-relative frames the clip encoder sees, in order; ``unique_clip_frames``: the
-    (n, clip_len) sample-relative frames of each distinct clip. Returns item entries: ``boxes`` (F, 5),
-    ``box_times``, ``frame_size``, ``crops`` (N, 3, 224, 224) float in [0, 1] with ``crop_times``,
-    ``crop_boxes``, ``crop_box_scores``, ``crop_box_sources``, and ``actor_clips`` (n, L, S, S, 3) uint8.
+    (n, clip_len) sample-relative frames of each distinct clip.
     """
     height, width = frame_hw
-    out: dict[str, Any] = {"frame_size": (int(width), int(height))}
+    out = ActorInputs(frame_size=(int(width), int(height)))
     crop_times = (
         crop_frame_indices(first, stop, fps, options.crop_fps) if options.crop_encoder is not None else None
     )
@@ -335,10 +377,10 @@ def actor_inputs(
             raise ValueError(f"tracking: {error}") from error
         track = np.concatenate([boxes, scores[:, None]], axis=1).astype(np.float32)  # row = frame - first
         if options.store_boxes:
-            out["boxes"] = track[frame_indices]
-            out["box_times"] = first + frame_indices
+            out.boxes = track[frame_indices]
+            out.box_times = first + frame_indices
     if crop_times is not None:
-        out.update(_crops(options, path, reader, crop_times, kept, track, first, (height, width)))
+        out.crops = _crops(options, path, reader, crop_times, kept, track, first, (height, width))
     if options.actor_clips:
         clips = np.empty(
             (len(unique_clip_frames), unique_clip_frames.shape[1], output_side, output_side, 3), np.uint8
@@ -348,11 +390,11 @@ def actor_inputs(
             rows = track[unique_clip_frames[position]]
             x0, y0, side = actor_square(rows, options.actor_margin, width, height)
             clips[position] = np.stack([cut_square(f, x0, y0, side, output_side) for f in frames])
-        out["actor_clips"] = torch.from_numpy(clips)
+        out.actor_clips = torch.from_numpy(clips)
     return out
 
 
-def _crops(options, path, reader, times, kept, track, first, frame_hw) -> dict[str, Any]:
+def _crops(options, path, reader, times, kept, track, first, frame_hw) -> PersonCrops:
     missing = [t for t in times.tolist() if t not in kept]
     if missing:
         kept.update(zip(missing, read_frames(path, missing, reader), strict=True))
@@ -364,10 +406,10 @@ def _crops(options, path, reader, times, kept, track, first, frame_hw) -> dict[s
         chosen = choose_boxes(options.detector.detect(frames), frame_hw, options.crop_boxes)
         boxes, scores, sources = chosen.boxes, chosen.scores, chosen.sources
     crops = torch.stack([crop_and_resize(f, b, CROP_SIZE) for f, b in zip(frames, boxes, strict=True)])
-    return {
-        "crops": crops,
-        "crop_times": times,
-        "crop_boxes": np.asarray(boxes, np.float32),
-        "crop_box_scores": np.asarray(scores, np.float32),
-        "crop_box_sources": None if sources is None else np.asarray(sources, np.int8),
-    }
+    return PersonCrops(
+        images=crops,
+        times=times,
+        boxes=np.asarray(boxes, np.float32),
+        scores=np.asarray(scores, np.float32),
+        sources=None if sources is None else np.asarray(sources, np.int8),
+    )

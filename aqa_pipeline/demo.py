@@ -61,8 +61,8 @@ def stage_one(out_dir: Path) -> None:
 
     import torch
 
-    from aqa_pipeline.encoders.i3d import InceptionI3d, load_i3d
-    from aqa_pipeline.encoders.weights import WeightsNotFoundError, resolve_weights, sha256_of
+    from aqa_pipeline.encoders.i3d import I3DEncoder
+    from aqa_pipeline.encoders.weights import WeightsNotFoundError, resolve_weights
     from aqa_pipeline.extract import extract_features, jobs_from_manifest
     from aqa_pipeline.manifests import load_manifest
     from aqa_pipeline.train.run import FitConfig, run
@@ -71,15 +71,11 @@ def stage_one(out_dir: Path) -> None:
     manifest = load_manifest(render_procedural_videos(out_dir / "videos"))
     try:  # only what is already on disk: the demo never downloads
         path = resolve_weights("i3d_kinetics400", download=False)
-        model, _ = load_i3d(path)
-        weights, sha = f"the Kinetics-400 I3D ({path})", sha256_of(path)
+        encoder, weights = I3DEncoder.load(path), f"the Kinetics-400 I3D ({path})"
     except WeightsNotFoundError:
         torch.manual_seed(0)
-        model, weights, sha = (
-            InceptionI3d().eval(),
-            "a RANDOMLY INITIALISED I3D (demo only: no weights found)",
-            "random",
-        )
+        encoder = I3DEncoder.load(random=True)
+        weights = "a RANDOMLY INITIALISED I3D (demo only: no weights found)"
     click.echo(f"stage 1 · extracting {len(manifest)} procedural videos with {weights}")
     # 112-pixel tiles of 16 frames keep the demo to a minute on a laptop CPU.
     preset = dataclasses.replace(
@@ -95,10 +91,9 @@ def stage_one(out_dir: Path) -> None:
     summary = extract_features(
         jobs_from_manifest(manifest, out_dir / "videos"),
         store,
-        model=model,
+        encoder=encoder,
         preset=preset,
         dataset="procedural",
-        weights_sha256=sha,
         batch_size=8,
         workers=1,
         progress=False,

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from aqa_pipeline.encoders.i3d import InceptionI3d
+from aqa_pipeline.encoders.base import LoadedWeights
+from aqa_pipeline.encoders.i3d import I3DEncoder, InceptionI3d
 from aqa_pipeline.extract import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_WORKERS,
@@ -198,14 +199,15 @@ def main() -> None:
     model = InceptionI3d().eval()
     torch.set_num_threads(args.threads)
 
+    encoder = I3DEncoder(model, LoadedWeights.random())
+
     def batched(paths, store: Path):
         return extract_features(
             jobs_from_paths(paths),
             store,
-            model=model,
+            encoder=encoder,
             preset=preset,
             dataset="bench",
-            weights_sha256=None,
             batch_size=args.batch_size,
             workers=args.workers,
             device=args.device,

@@ -40,3 +40,11 @@ def weights_dir() -> Path:
 def data_dir() -> Path:
     """The real data (../shared/data: annotations/, videos/, fisv/)."""
     return _real_dir("AQA_DATA_DIR", "annotations/, videos/ and fisv/")
+
+
+@pytest.fixture(scope="session")
+def oracles_dir() -> Path:
+    """Independent third-party implementations (../shared/oracles), imported only by tests."""
+    default = Path(__file__).resolve().parents[1].parent / "shared" / "oracles"
+    os.environ.setdefault("AQA_ORACLES_DIR", str(default)) if default.is_dir() else None
+    return _real_dir("AQA_ORACLES_DIR", "the oracle implementations (video_swin_official/, ...)")

@@ -12,7 +12,9 @@ from click.testing import CliRunner
 from test_video import write_counter_video  # tests/ is on sys.path (rootdir conftest, no __init__)
 
 from aqa_pipeline.cli.extract import main as extract_cli
-from aqa_pipeline.encoders.i3d import InceptionI3d, load_i3d
+from aqa_pipeline.encoders.base import LoadedWeights
+from aqa_pipeline.encoders.i3d import I3DEncoder, InceptionI3d
+from aqa_pipeline.encoders.weights import sha256_of
 from aqa_pipeline.extract import VideoJob, extract_features, jobs_from_manifest, jobs_from_paths, shard_jobs
 from aqa_pipeline.manifests import Manifest, ManifestRow
 from aqa_pipeline.store import FeatureStore
@@ -39,7 +41,8 @@ def videos(tmp_path):
 
 def run(jobs, store, model, **kwargs):
     kwargs = {"workers": 0, "batch_size": 3, "dataset": "synthetic", "progress": False, **kwargs}
-    return extract_features(jobs, store, model=model, preset=TINY, weights_sha256=None, **kwargs)
+    encoder = I3DEncoder(model, LoadedWeights.random())
+    return extract_features(jobs, store, encoder=encoder, preset=TINY, **kwargs)
 
 
 def test_store_holds_features_maps_times_and_padding(tmp_path, videos, tiny_model):
@@ -158,15 +161,14 @@ def test_cli_help_teaches_and_validates():
 
 def test_real_dive_extracts_under_mtl_aqa_with_padding_reported(tmp_path, weights_dir, data_dir):
     """End to end on real data: the 21-frame dive → 103-frame CoRe window (82 frames padded) → 10×1024."""
-    model, _ = load_i3d(weights_dir / "i3d_rgb_kinetics400.pt")
+    encoder = I3DEncoder.load(weights_dir / "i3d_rgb_kinetics400.pt")
     jobs = jobs_from_paths([data_dir / "videos" / "mtl_aqa_dive_sample.mp4"])
     summary = extract_features(
         jobs,
         tmp_path / "dive.h5",
-        model=model,
+        encoder=encoder,
         preset=get_preset("mtl-aqa"),
         dataset="custom",
-        weights_sha256="x",
         workers=0,
         batch_size=10,
         progress=False,
@@ -189,7 +191,10 @@ def test_real_dive_extracts_under_mtl_aqa_with_padding_reported(tmp_path, weight
         20,
         20,
     ]  # clips past frame 20 are padding
-    assert store.provenance("i3d")["clip_starts"] == [0, 10, 20, 30, 40, 50, 60, 70, 80, 86]
+    provenance = store.provenance("i3d")
+    assert provenance["clip_starts"] == [0, 10, 20, 30, 40, 50, 60, 70, 80, 86]
+    # the hash of the file actually loaded, not the registry's expectation
+    assert provenance["weights_sha256"] == sha256_of(weights_dir / "i3d_rgb_kinetics400.pt")
 
 
 def test_cli_on_a_real_video_shows_predictions_and_padding(tmp_path, weights_dir, data_dir, monkeypatch):

@@ -16,7 +16,8 @@ from aqa_pipeline.actors import ActorOptions, actor_square, crop_frame_indices, 
 from aqa_pipeline.cli import extract as extract_cli_module
 from aqa_pipeline.cli.extract import main as extract_cli
 from aqa_pipeline.detect.crops import BoxSource
-from aqa_pipeline.encoders.i3d import InceptionI3d
+from aqa_pipeline.encoders.base import LoadedWeights
+from aqa_pipeline.encoders.i3d import I3DEncoder, InceptionI3d
 from aqa_pipeline.encoders.image import ImageEncoder
 from aqa_pipeline.extract import VideoJob, extract_features
 from aqa_pipeline.heads.tsa import TSAHead
@@ -54,7 +55,8 @@ def tracker(weights_dir):
 
 
 def extract(jobs, store, i3d, options, preset=TINY_TILED, **kwargs):
-    return extract_features(jobs, store, model=i3d, preset=preset, dataset="test", weights_sha256=None,
+    encoder = I3DEncoder(i3d, LoadedWeights.random())
+    return extract_features(jobs, store, encoder=encoder, preset=preset, dataset="test",
                             workers=0, batch_size=4, actors=options, progress=False, **kwargs)  # fmt: skip
 
 

@@ -1,12 +1,14 @@
-"""``aqa-extract``: videos → frozen I3D clip features (and optionally the athlete's tracked boxes, person-crop
-features and actor-centred I3D clips) in a sharded HDF5 feature store."""
+"""``aqa-extract``: videos → frozen-encoder clip features (I3D, Video Swin, or 2-D frame encoders), optionally with
+the athlete's tracked boxes, person-crop features and actor-centred clips, in a sharded HDF5 feature store."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import click
 
+from aqa_pipeline.encoders.registry import ENCODERS, default_encoder
 from aqa_pipeline.video.presets import DATASET_PRESETS, NORMALISATIONS, PAD_POLICIES, PRESETS
 
 # Literal copies (importing aqa_pipeline.actors would import torch and slow --help); a test keeps them in sync.
@@ -14,15 +16,20 @@ CROP_KINDS = {"resnet50": "resnet_crops", "mobilenet_v2": "mobilenet_crops"}
 CROP_BOX_RULES = ("largest", "most_confident", "tracked")
 
 EPILOG = """\b
+Encoders (--encoder): {encoders}
+
+\b
 Examples:
+  # Fis-V exactly as GDLT's released features: Video Swin-B K600, 32-frame clips, 224x300 crop squashed to 224
+  aqa-extract --dataset fis-v --video-root /data/fis-v/videos --out out/fisv.h5 --device cuda:0
   # MTL-AQA with the CoRe clip layout, on GPU 0, 4 decoding workers
-  aqa-extract --dataset mtl-aqa --video-root /data/mtl-aqa/videos --out out/mtl-aqa.h5 --gpu 0 --workers 4
+  aqa-extract --dataset mtl-aqa --video-root /data/mtl-aqa/videos --out out/mtl-aqa.h5 --device cuda:0 --workers 4
   # the same, split into 4 independent jobs (run each with its own --shard-index)
   aqa-extract --dataset mtl-aqa --video-root DIR --out out/mtl-aqa.h5 --num-shards 4 --shard-index 0
   # MUSDL's last clip start (87), ImageNet-normalised input as in the papers, plus TSA's Mixed_4e maps
   aqa-extract --dataset mtl-aqa --video-root DIR --out out/m.h5 --preset mtl-aqa-musdl --normalisation paper --maps
   # your own videos (no labels; split 'unlabelled'), printing Kinetics top-5 as a sanity check
-  aqa-extract --videos a.mp4 b.mp4 --out out/mine.h5 --preset action-net --cpu --show-pred
+  aqa-extract --videos a.mp4 b.mp4 --out out/mine.h5 --preset action-net --device cpu --show-pred
   # TSA tube boxes + FSPN actor clips + ACTION-NET MobileNetV2 crops, athlete given on the first frame
   aqa-extract --videos lift.mp4 --out out/lift.h5 --maps --boxes --actor --crops mobilenet_v2 \\
       --crop-boxes tracked --init-box 112,83,192,200
@@ -30,7 +37,14 @@ Examples:
 \b
 Re-running the same command resumes: finished videos are skipped. Failures are listed in
 <out>.failures-<shard>.jsonl and the rest continue. Ctrl-C keeps every finished video.
-"""
+""".format(
+    encoders="".join(
+        f"\n  {e.name:<13} kind {e.kind:<20} preset {e.default_preset:<11} {e.description}"
+        for e in ENCODERS.values()
+    )
+    + "\n  (--dataset fis-v / rhythmic-gymnastics default to swin3d-b with GDLT's preset; mtl-aqa, aqa-7 and "
+    "finediving to i3d with their papers' presets)"
+)
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,25 +61,32 @@ Re-running the same command resumes: finished videos are skipped. Failures are l
 @click.option(
     "--out", "store", required=True, type=click.Path(dir_okay=False), help="Feature store (.h5) to write."
 )
-@click.option("--encoder", type=click.Choice(["i3d"]), default="i3d", show_default=True)
+@click.option(
+    "--encoder",
+    type=click.Choice(list(ENCODERS)),
+    help="Frozen encoder (see the table below); default: the dataset's (fis-v/rhythmic-gymnastics: swin3d-b), "
+    "else i3d.",
+)
 @click.option(
     "--preset",
     type=click.Choice(sorted(PRESETS)),
-    help="Clip layout + transform; default: the "
-    "dataset's (mtl-aqa→mtl-aqa, finediving→finediving, skating/gymnastics→gdlt), else action-net.",
+    help="Clip layout + transform; default: the dataset's (mtl-aqa→mtl-aqa, finediving→finediving, "
+    "skating/gymnastics→gdlt), else the encoder's (covering the whole video).",
 )
 @click.option(
     "--normalisation",
     type=click.Choice(["preset", "paper", *NORMALISATIONS]),
     default="preset",
     show_default=True,
-    help="Input normalisation: the preset's ([-1,1] for frozen I3D), the paper's, or an explicit one.",
+    help="Input normalisation: the preset's, the paper's, or an explicit one. A preset whose normalisation the "
+    "encoder was not trained on is refused unless one is given here explicitly.",
 )
 @click.option(
     "--pad", type=click.Choice(PAD_POLICIES), help="How short samples are filled (default repeat_last)."
 )
-@click.option("--gpu", type=int, help="CUDA device index.")
-@click.option("--cpu", is_flag=True, help="Force CPU (the default when no --gpu is given).")
+@click.option("--device", help="cpu, cuda or cuda:N (default cpu).")
+@click.option("--gpu", type=int, help="Alias of --device cuda:N.")
+@click.option("--cpu", is_flag=True, help="Alias of --device cpu.")
 @click.option(
     "--batch-size",
     type=int,
@@ -86,8 +107,14 @@ Re-running the same command resumes: finished videos are skipped. Failures are l
 @click.option("--num-shards", default=1, show_default=True)
 @click.option("--shard-index", default=0, show_default=True)
 @click.option("--limit", type=int, help="Extract at most N not-yet-done videos of this shard.")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Explicit I3D checkpoint (piergiaj layout).")
-@click.option("--show-pred", is_flag=True, help="Print each video's Kinetics top-5 (clip-averaged logits).")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    help="Explicit encoder checkpoint (I3D: piergiaj layout; Video Swin: official or torchvision layout).",
+)
+@click.option(
+    "--show-pred", is_flag=True, help="Print each video's top-5 classes (encoders with a classifier)."
+)
 @click.option("--maps", is_flag=True, help="Also store the mid-level I3D maps (kind i3d_maps, float16).")
 @click.option(
     "--maps-endpoint",
@@ -150,8 +177,8 @@ Re-running the same command resumes: finished videos are skipped. Failures are l
     "--actor",
     "actor_clips",
     is_flag=True,
-    help="FSPN actor stream: I3D on every clip re-cut around the tracked athlete → kind i3d_actor, aligned clip "
-    "for clip with i3d.",
+    help="FSPN actor stream: the encoder on every clip re-cut around the tracked athlete → kind <kind>_actor "
+    "(i3d_actor for I3D), aligned clip for clip with the scene kind.",
 )
 @click.option(
     "--actor-margin",
@@ -161,131 +188,157 @@ Re-running the same command resumes: finished videos are skipped. Failures are l
     help="Margin added on each side of a clip's union box, as a fraction of its longer side.",
 )
 @click.argument("more_videos", nargs=-1, metavar="[VIDEO ...]", type=click.Path(dir_okay=False))
-def main(
-    dataset,
-    video_root,
-    videos,
-    store,
-    encoder,
-    preset,
-    normalisation,
-    pad,
-    gpu,
-    cpu,
-    batch_size,
-    workers,
-    threads,
-    num_shards,
-    shard_index,
-    limit,
-    weights,
-    show_pred,
-    maps,
-    maps_endpoint,
-    store_boxes,
-    init_box,
-    detector_weights,
-    tracker_weights,
-    tracker_variant,
-    crop_encoder,
-    crop_weights,
-    crop_boxes,
-    crop_normalisation,
-    crop_fps,
-    actor_clips,
-    actor_margin,
-    more_videos,
-) -> None:
-    """Extract I3D clip features (Mixed_5c, 1024-d per clip) into a resumable, sharded feature store.
+def main(**options) -> None:
+    """Extract frozen-encoder clip features into a resumable, sharded feature store.
 
     Give either --dataset with --video-root (labels and splits come from the dataset manifest), or --videos.
     --boxes, --crops and --actor add the athlete-centred kinds (TSA's tube boxes, ACTION-NET's static stream,
     FSPN's actor clips) to the same store.
     """
-    paths = [*videos, *more_videos]
-    if bool(dataset) == bool(paths):
-        raise click.UsageError("give either --dataset (with --video-root) or --videos PATH [PATH ...]")
-    if dataset and not video_root:
-        raise click.UsageError("--dataset needs --video-root DIR (the folder of its source videos)")
-    if gpu is not None and cpu:
-        raise click.UsageError("--gpu and --cpu exclude each other")
-
+    request = ExtractRequest.from_options(options)
     import torch  # lazy: keeps --help instant
 
-    from aqa_pipeline.encoders.i3d import KINETICS400, load_i3d, load_labels
-    from aqa_pipeline.extract import (
-        DEFAULT_BATCH_SIZE,
-        DEFAULT_WORKERS,
-        extract_features,
-        jobs_from_manifest,
-        jobs_from_paths,
-    )
-    from aqa_pipeline.video.presets import get_preset
+    from aqa_pipeline.extract import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, extract_features
 
-    if gpu is not None and not torch.cuda.is_available():
-        raise click.UsageError(f"--gpu {gpu}: CUDA is not available on this machine (use --cpu)")
-    device = f"cuda:{gpu}" if gpu is not None else "cpu"
-    if dataset:
-        from aqa_pipeline.manifests import load_manifest
-
-        manifest = load_manifest(dataset)
-        jobs = jobs_from_manifest(manifest, video_root)
-        dataset_name = manifest.name
-    else:
-        jobs = jobs_from_paths(paths)
-        dataset_name = "custom"
-    chosen = get_preset(preset or DATASET_PRESETS.get(dataset_name, "action-net"))
-    if normalisation != "preset":
-        chosen = chosen.with_normalisation(normalisation)
-    if pad:
-        chosen = chosen.with_pad(pad)
-    actors = _actor_options(
-        device,
-        store_boxes=store_boxes,
-        actor_clips=actor_clips,
-        init_box=init_box,
-        detector_weights=detector_weights,
-        tracker_weights=tracker_weights,
-        tracker_variant=tracker_variant,
-        crop_encoder=crop_encoder,
-        crop_weights=crop_weights,
-        crop_boxes=crop_boxes,
-        crop_normalisation=crop_normalisation,
-        crop_fps=crop_fps,
-        actor_margin=actor_margin,
-    )
-    model, weights_path = load_i3d(weights, map_endpoint=maps_endpoint if maps else None)
-    class_names = load_labels(weights_path) if show_pred else None
-    device_type = torch.device(device).type
-    if threads and device == "cpu":
-        torch.set_num_threads(threads)
+    jobs, dataset_name = request.jobs()
+    encoder_name = request.encoder or default_encoder(dataset_name)
+    preset = request.preset(dataset_name, encoder_name, jobs)
+    actors = _actor_options(request.device, **request.actor_settings)
+    encoder = _load_encoder(encoder_name, request, preset)
+    device_type = torch.device(request.device).type
+    if request.threads and device_type == "cpu":
+        torch.set_num_threads(request.threads)
     try:
         summary = extract_features(
             jobs,
-            store,
-            model=model,
-            preset=chosen,
+            request.store,
+            encoder=encoder,
+            preset=preset,
             dataset=dataset_name,
-            weights_sha256=KINETICS400.sha256,
-            batch_size=batch_size or DEFAULT_BATCH_SIZE[device_type],
-            workers=DEFAULT_WORKERS[device_type] if workers is None else workers,
-            device=device,
-            num_shards=num_shards,
-            shard_index=shard_index,
-            limit=limit,
-            class_names=class_names,
+            batch_size=request.batch_size or DEFAULT_BATCH_SIZE[device_type],
+            workers=DEFAULT_WORKERS[device_type] if request.workers is None else request.workers,
+            device=request.device,
+            num_shards=request.num_shards,
+            shard_index=request.shard_index,
+            limit=request.limit,
+            show_predictions=request.show_pred,
             actors=actors,
         )
     except KeyboardInterrupt:
         click.echo("\ninterrupted: finished videos are kept; re-run the same command to resume", err=True)
         sys.exit(130)
+    _report(summary)
+
+
+@dataclass(frozen=True)
+class ExtractRequest:
+    """The command line, checked: where the videos come from, which encoder and recipe, how to run."""
+
+    dataset: str | None
+    video_root: str | None
+    paths: tuple[str, ...]
+    store: str
+    encoder: str | None
+    preset_name: str | None
+    normalisation: str
+    pad: str | None
+    device: str
+    batch_size: int | None
+    workers: int | None
+    threads: int | None
+    num_shards: int
+    shard_index: int
+    limit: int | None
+    weights: str | None
+    show_pred: bool
+    maps_endpoint: str | None
+    actor_settings: dict
+
+    @classmethod
+    def from_options(cls, o: dict) -> ExtractRequest:
+        paths = (*o.pop("videos"), *o.pop("more_videos"))
+        if bool(o["dataset"]) == bool(paths):
+            raise click.UsageError("give either --dataset (with --video-root) or --videos PATH [PATH ...]")
+        if o["dataset"] and not o["video_root"]:
+            raise click.UsageError("--dataset needs --video-root DIR (the folder of its source videos)")
+        device = _device(o.pop("device"), o.pop("gpu"), o.pop("cpu"))
+        maps, endpoint = o.pop("maps"), o.pop("maps_endpoint")
+        core = {k: o.pop(k) for k in ("dataset", "video_root", "store", "encoder", "normalisation", "pad",
+                                      "batch_size", "workers", "threads", "num_shards", "shard_index", "limit",
+                                      "weights", "show_pred")}  # fmt: skip
+        return cls(**core, paths=paths, preset_name=o.pop("preset"), device=device,
+                   maps_endpoint=endpoint if maps else None, actor_settings=o)  # fmt: skip
+
+    def jobs(self):
+        from aqa_pipeline.extract import jobs_from_manifest, jobs_from_paths
+
+        if not self.dataset:
+            return jobs_from_paths(self.paths), "custom"
+        from aqa_pipeline.manifests import load_manifest
+
+        manifest = load_manifest(self.dataset)
+        return jobs_from_manifest(manifest, self.video_root), manifest.name
+
+    def preset(self, dataset_name: str, encoder_name: str, jobs):
+        from aqa_pipeline.video.presets import get_preset
+
+        name = self.preset_name or DATASET_PRESETS.get(dataset_name) or ENCODERS[encoder_name].default_preset
+        chosen = get_preset(name)
+        if self.normalisation != "preset":
+            chosen = chosen.with_normalisation(self.normalisation)
+        if self.pad:
+            chosen = chosen.with_pad(self.pad)
+        whole = [job for job in jobs if job.start_frame is None]
+        if chosen.num_frames is not None and whole:
+            click.echo(
+                f"note: preset {chosen.name} reads a fixed {chosen.num_frames}-frame window of each sample "
+                f"({chosen.selection} frames); {len(whole)} samples are whole videos, so the rest of each is not "
+                "encoded. A tiling preset (action-net, gdlt, frames) covers whole videos.",
+                err=True,
+            )
+        return chosen
+
+
+def _device(device: str | None, gpu: int | None, cpu: bool) -> str:
+    """--device, or its aliases --gpu N / --cpu; CUDA must exist when asked for."""
+    given = [v for v in (device, None if gpu is None else f"cuda:{gpu}", "cpu" if cpu else None) if v]
+    if len(set(given)) > 1:
+        raise click.UsageError(f"--device, --gpu and --cpu disagree: {', '.join(given)}")
+    chosen = given[0] if given else "cpu"
+    if chosen != "cpu" and not (chosen == "cuda" or chosen.startswith("cuda:") and chosen[5:].isdigit()):
+        raise click.BadParameter(f"{chosen!r}: use cpu, cuda or cuda:N", param_hint="--device")
+    import torch
+
+    if chosen != "cpu" and not torch.cuda.is_available():
+        raise click.UsageError(f"--device {chosen}: CUDA is not available on this machine (use --device cpu)")
+    return chosen
+
+
+def _load_encoder(name: str, request: ExtractRequest, preset):
+    """The encoder with real weights (never random from the command line), checked against the preset."""
+    from aqa_pipeline.encoders.registry import check_normalisation, load_encoder
+    from aqa_pipeline.encoders.weights import WeightsNotFoundError
+
+    try:
+        encoder = load_encoder(name, request.weights, map_endpoint=request.maps_endpoint)
+        check_normalisation(encoder, preset, explicit=request.normalisation != "preset")
+        if request.show_pred:
+            encoder.enable_predictions()
+    except WeightsNotFoundError as error:
+        raise click.UsageError(str(error)) from error
+    except ValueError as error:
+        raise click.UsageError(f"--encoder {name}: {error}") from error
+    return encoder
+
+
+def _report(summary) -> None:
     click.echo(
         f"{len(summary.done)} videos extracted ({summary.clips} clips, {summary.clips_per_second:.1f} clips/s), "
         f"{summary.skipped} already done, {len(summary.failed)} failed"
     )
     if summary.padded:
         click.echo(
-            f"padded ({chosen.pad}) short samples: "
+            f"padded ({summary.preset.pad}) short samples: "
             + ", ".join(f"{k}: +{v} frames" for k, v in summary.padded.items())
         )
     if summary.failed:

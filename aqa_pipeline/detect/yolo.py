@@ -86,7 +86,7 @@ class PersonDetector:
     def provenance(self) -> dict[str, Any]:
         return {
             "detector": self.name,
-            "weights_sha256": self.weights_sha256,
+            "detector_weights_sha256": self.weights_sha256,
             "detector_image_size": self.image_size,
             "detector_min_confidence": self.min_confidence,
             "detector_nms_iou": self.nms_iou,

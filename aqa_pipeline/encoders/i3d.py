@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aqa_pipeline.encoders.weights import get_spec, resolve_weights
+from aqa_pipeline.encoders.base import Encoded, FrozenEncoder, LoadedWeights, OutputKind
+from aqa_pipeline.encoders.weights import get_spec, load_label_file, resolve_weights, sha256_of
+from aqa_pipeline.video.presets import Preset
 
 # Endpoints in forward order; any of them can be returned as the mid-level map.
 ENDPOINTS = (
@@ -235,12 +237,10 @@ def load_i3d(
 
 def load_labels(weights_path: str | Path, spec: I3DWeights = KINETICS400) -> list[str]:
     """Class names in logit order: the labels file next to the checkpoint, else through the weights registry."""
-    from aqa_pipeline.encoders.weights import resolve_weights
-
     labels_path = Path(weights_path).parent / spec.labels_file
     if not labels_path.is_file():
         labels_path = resolve_weights("kinetics400_labels")
-    labels = [line.strip() for line in labels_path.read_text().splitlines() if line.strip()]
+    labels = load_label_file(labels_path)
     if len(labels) != spec.meta["num_classes"]:
         raise ValueError(f"{labels_path}: expected {spec.meta['num_classes']} labels, found {len(labels)}")
     return labels
@@ -286,3 +286,47 @@ def endpoint_shape(endpoint: str, frames: int, height: int, width: int) -> tuple
         stride = _STRIDES.get(name, (1, 1, 1))
         size = [-(-s // st) for s, st in zip(size, stride, strict=True)]
     return (_CHANNELS[endpoint], *size)
+
+
+class I3DEncoder(FrozenEncoder):
+    """Stage-one protocol around :class:`InceptionI3d`: kind ``i3d`` (Mixed_5c pooled), ``i3d_maps`` with a map
+    endpoint, Kinetics-400 logits for ``--show-pred``."""
+
+    trained_normalisation = "minus1_1"
+    channels_last = True
+
+    def __init__(self, model: InceptionI3d, weights: LoadedWeights) -> None:
+        super().__init__("i3d", "i3d", model, weights)
+
+    @classmethod
+    def load(
+        cls, weights: str | Path | None = None, *, random: bool = False, map_endpoint: str | None = None
+    ) -> I3DEncoder:
+        if random:
+            return cls(InceptionI3d(map_endpoint=map_endpoint), LoadedWeights.random())
+        model, path = load_i3d(weights, map_endpoint=map_endpoint)
+        return cls(model, LoadedWeights(KINETICS400.registry_name, str(path), sha256_of(path)))
+
+    def load_class_names(self) -> list[str] | None:
+        return None if self.weights.is_random else load_labels(self.weights.path)
+
+    def outputs(self, preset: Preset) -> list[OutputKind]:
+        kinds = [OutputKind("i3d", FEATURE_DIM, "Mixed_5c", "mean over T, H, W")]
+        endpoint = self.network.map_endpoint
+        if endpoint is not None:
+            extra: dict = {
+                "layout": "(clips, C, T, H, W): one I3D map per clip, clip k's T axis covers its clip_len frames"
+            }
+            if preset.resize_mode == "fixed" and preset.output_hw == preset.crop_hw:
+                # the spatial recipe as (w, h), for the TSA head's crop-aware tube geometry
+                extra |= {"resize": list(preset.resize_to), "crop": [preset.crop_hw[1], preset.crop_hw[0]]}
+            shape = endpoint_shape(endpoint, preset.clip_len, *preset.output_hw)
+            kinds.append(OutputKind("i3d_maps", shape, endpoint, "none", dtype="float16", extra=extra))
+        return kinds
+
+    def _forward(self, x: torch.Tensor, with_logits: bool) -> Encoded:
+        output = self.network(x, with_logits=with_logits)
+        features = {"i3d": output.features}
+        if output.maps is not None:
+            features["i3d_maps"] = output.maps
+        return Encoded(features, output.logits)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aqa_pipeline.encoders.base import Encoded, FrozenEncoder, LoadedWeights, OutputKind
 from aqa_pipeline.encoders.weights import resolve_weights, sha256_of
 
 
@@ -169,3 +170,34 @@ class ImageEncoder(nn.Module):
     def encode(self, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
         """Encode any number of images in batches: fp16 autocast on CUDA, fp32 on CPU. Returns float32 numpy."""
         return encode_in_batches(self, images, batch_size, self.dim)
+
+
+class FrameEncoder(FrozenEncoder):
+    """Stage-one protocol for a 2-D encoder run on whole frames (one frame per clip, at the preset's frame rate),
+    kind ``<name>_frames``. Loaded as a headless trunk (the reference MobileNetV2 file has no classifier), so
+    ``--show-pred`` is refused for it."""
+
+    trained_normalisation = "imagenet"
+    per_frame = True
+
+    def __init__(self, image_encoder: ImageEncoder, weights: LoadedWeights) -> None:
+        name = image_encoder.info.name
+        super().__init__(name.replace("_", "-"), f"{name}_frames", image_encoder, weights)
+        self.info = image_encoder.info
+
+    @classmethod
+    def load(cls, name: str, weights: str | Path | None = None, *, random: bool = False) -> FrameEncoder:
+        if random:
+            return cls(ImageEncoder.random(name), LoadedWeights.random())
+        info = _get_info(name)
+        path = resolve_weights(info.weights, weights)
+        encoder = ImageEncoder.pretrained(name, path)
+        return cls(encoder, LoadedWeights(info.weights, str(path), encoder.weights_sha256))
+
+    def outputs(self, preset) -> list[OutputKind]:
+        return [OutputKind(self.primary_kind, self.info.dim, "last convolutional stage", "global average")]
+
+    def _forward(self, x: torch.Tensor, with_logits: bool) -> Encoded:
+        if x.shape[2] != 1:
+            raise ValueError(f"{self.name}: a 2-D encoder takes one frame per clip, got {x.shape[2]}")
+        return Encoded({self.primary_kind: self.network(x[:, :, 0])})

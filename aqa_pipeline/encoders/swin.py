@@ -1,19 +1,20 @@
-"""Video Swin Transformer clip encoder (torchvision ``swin3d_b`` / ``swin3d_t``) and the official-checkpoint converter.
+"""Video Swin Transformer clip encoder (torchvision ``swin3d_b`` / ``swin3d_t``), kinds ``vst`` / ``vst_t``.
 
 GDLT (CVPR'22) encoded Rhythmic Gymnastics and Fis-V with the official Video-Swin-Transformer
 ``swin_base_patch244_window877_kinetics600_22k``: the backbone's last stage (1024 x T/2 x 7 x 7 for a 32 x 224²
 clip) after the final LayerNorm, ``adaptive_avg_pool3d`` to one 1024-d vector per clip. torchvision's
 ``SwinTransformer3d`` is the same architecture; its forward up to (and including) the average pool gives exactly
-that vector, so the encoder is torchvision's model with the classification head removed.
+that vector, so the encoder is torchvision's model with the classification head split off (kept for
+``--show-pred`` when the checkpoint has one).
 
-Input expected by :class:`VideoSwinEncoder`: float clips (B, 3, T, H, W), RGB, ImageNet mean/std normalised.
-The ``gdlt`` preset (``aqa_pipeline.video.presets``) produces them: 32-frame non-overlapping clips at native fps,
+Input: ImageNet mean/std normalised clips. The ``gdlt`` preset (``aqa_pipeline.video.presets``) produces them: 32-frame non-overlapping clips at native fps,
 short side resized to 256, centre crop 224 x 300 (H x W), resized to 224 x 224. Other sizes run too (torchvision
 pads T/H/W to the patch size and shrinks windows that exceed the input), which is what lets tests use tiny clips.
 
-Weights: ``vst_b_kinetics600_22k`` (GDLT's backbone, converted by :func:`convert_official_checkpoint`) is the
-faithful choice for ``swin3d_b``; ``swin3d_b_kinetics400_22k`` and ``swin3d_t_kinetics400`` are torchvision's
-own (Kinetics-400) checkpoints.
+Weights: ``vst_b_kinetics600_22k``, the official ``swin_base_patch244_window877_kinetics600_22k.pth`` (GDLT's
+backbone), is the faithful choice for ``swin3d_b``: it is found under that file name and its keys are converted on
+load (:func:`official_to_torchvision`); ``swin3d_b_kinetics400_22k`` and ``swin3d_t_kinetics400`` are
+torchvision's own (Kinetics-400) checkpoints. Provenance records the sha256 of the file loaded and the converter.
 """
 
 from __future__ import annotations
@@ -24,24 +25,47 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from aqa_pipeline.encoders.image import encode_in_batches
-from aqa_pipeline.encoders.weights import resolve_weights, sha256_of
+from aqa_pipeline.encoders.base import Encoded, FrozenEncoder, LoadedWeights, OutputKind
+from aqa_pipeline.encoders.weights import load_label_file, resolve_weights, sha256_of
+from aqa_pipeline.video.presets import Preset
 
 
 @dataclass(frozen=True)
 class VideoSwinInfo:
-    """Metadata kept beside each architecture: torchvision builder, feature size, default and allowed weights."""
+    """Metadata kept beside each architecture: store kind, feature size, default and allowed weights."""
 
     arch: str
+    kind: str
     dim: int
     weights: tuple[str, ...]  # registry entries; the first is the default
 
-    def build(self) -> nn.Module:
-        return _build_torchvision(self.arch)
+
+VIDEO_SWIN: dict[str, VideoSwinInfo] = {
+    info.arch: info
+    for info in [
+        VideoSwinInfo(
+            "swin3d_b", "vst", dim=1024, weights=("vst_b_kinetics600_22k", "swin3d_b_kinetics400_22k")
+        ),
+        VideoSwinInfo("swin3d_t", "vst_t", dim=768, weights=("swin3d_t_kinetics400",)),
+    ]
+}
+# The class names each checkpoint's classifier predicts, in logit order.
+LABELS = {
+    "vst_b_kinetics600_22k": "kinetics600_labels",
+    "swin3d_b_kinetics400_22k": "kinetics400_labels",
+    "swin3d_t_kinetics400": "kinetics400_labels",
+}
+
+# (embed dim, depths) of an official checkpoint → the torchvision architecture with that shape.
+_OFFICIAL_SHAPES = {
+    (96, (2, 2, 6, 2)): "swin3d_t",
+    (96, (2, 2, 18, 2)): "swin3d_s",
+    (128, (2, 2, 18, 2)): "swin3d_b",
+}
+OFFICIAL_CONVERTER = "aqa_pipeline.encoders.swin:official_to_torchvision"
 
 
 def _build_torchvision(arch: str, **kwargs: Any) -> nn.Module:
@@ -51,94 +75,104 @@ def _build_torchvision(arch: str, **kwargs: Any) -> nn.Module:
     return builder(weights=None, **kwargs)
 
 
-VIDEO_SWIN: dict[str, VideoSwinInfo] = {
-    info.arch: info
-    for info in [
-        VideoSwinInfo("swin3d_b", dim=1024, weights=("vst_b_kinetics600_22k", "swin3d_b_kinetics400_22k")),
-        VideoSwinInfo("swin3d_t", dim=768, weights=("swin3d_t_kinetics400",)),
-    ]
-}
-
-# (embed dim, depths) of an official checkpoint → the torchvision architecture with that shape.
-_OFFICIAL_SHAPES = {
-    (96, (2, 2, 6, 2)): "swin3d_t",
-    (96, (2, 2, 18, 2)): "swin3d_s",
-    (128, (2, 2, 18, 2)): "swin3d_b",
-}
-
-
 def _get_info(arch: str) -> VideoSwinInfo:
     if arch not in VIDEO_SWIN:
         raise KeyError(f"unknown Video Swin architecture {arch!r}; known: {', '.join(VIDEO_SWIN)}")
     return VIDEO_SWIN[arch]
 
 
-class VideoSwinEncoder(nn.Module):
-    """torchvision Video Swin without its head: (B, 3, T, H, W) clips → (B, dim) pooled features."""
+class VideoSwinEncoder(FrozenEncoder):
+    """torchvision Video Swin split into trunk (up to the average pool: the clip feature) and classifier."""
 
-    def __init__(self, arch: str, weights_name: str | None = None, weights_sha256: str | None = None) -> None:
-        super().__init__()
-        self.info = _get_info(arch)
-        self.weights_name = weights_name
-        self.weights_sha256 = weights_sha256
-        self.network = self.info.build()
-        self.network.head = nn.Identity()
-        self.eval()
+    trained_normalisation = "imagenet"
+
+    def __init__(
+        self, arch: str, weights: LoadedWeights, state: dict[str, torch.Tensor] | None = None
+    ) -> None:
+        info = _get_info(arch)
+        network = _build_torchvision(arch)
+        classifier = None
+        if state is not None:
+            head = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
+            network.head = nn.Identity()
+            try:
+                network.load_state_dict({k: v for k, v in state.items() if not k.startswith("head.")})
+            except RuntimeError as error:
+                raise ValueError(f"{weights.path}: not a {arch} checkpoint ({error})") from error
+            if head:
+                classifier = nn.Linear(info.dim, head["weight"].shape[0])
+                classifier.load_state_dict(head)
+        network.head = nn.Identity()
+        self.info = info
+        self.classifier = classifier.eval() if classifier is not None else None
+        super().__init__(arch.replace("_", "-"), info.kind, network, weights)
 
     @classmethod
-    def random(cls, arch: str, seed: int = 0) -> VideoSwinEncoder:
-        """Randomly initialised (tests and benchmarks: same compute, meaningless features)."""
-        torch.manual_seed(seed)
-        return cls(arch)
-
-    @classmethod
-    def pretrained(
+    def load(
         cls,
         arch: str = "swin3d_b",
-        weights_name: str | None = None,
         weights: str | Path | None = None,
-        device: str = "cpu",
+        *,
+        weights_name: str | None = None,
+        random: bool = False,
     ) -> VideoSwinEncoder:
-        """Load registry entry ``weights_name`` (default: the architecture's first) or an explicit file in
-        torchvision's key layout; head tensors are dropped, everything else must load strictly."""
+        """Registry entry ``weights_name`` (default: the architecture's first) or an explicit file, in the official
+        Video-Swin-Transformer layout (converted on load) or torchvision's."""
         info = _get_info(arch)
+        if random:
+            return cls(arch, LoadedWeights.random())
         weights_name = weights_name or info.weights[0]
         if weights_name not in info.weights:
             raise ValueError(
                 f"weights {weights_name!r} do not fit {arch}; choose one of {', '.join(info.weights)}"
             )
         path = resolve_weights(weights_name, weights)
-        encoder = cls(arch, weights_name=weights_name, weights_sha256=sha256_of(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = {k: v for k, v in state.items() if not k.startswith("head.")}
-        try:
-            encoder.network.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            raise ValueError(f"{path}: not a torchvision {arch} state_dict ({error})") from error
-        return encoder.to(device)
-
-    @property
-    def dim(self) -> int:
-        return self.info.dim
-
-    def provenance(self) -> dict[str, Any]:
-        return {
-            "encoder": self.info.arch,
-            "weights": self.weights_name,
-            "weights_sha256": self.weights_sha256,
-            "dim": self.info.dim,
-        }
-
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        if clips.ndim != 5 or clips.shape[1] != 3:
+        state, converter = load_swin_state(path)
+        if converter and _official_architecture(state, path) != arch:
             raise ValueError(
-                f"{self.info.arch}: expected clips of shape (B, 3, T, H, W), got {tuple(clips.shape)}"
+                f"{path}: an official checkpoint of {_official_architecture(state, path)}, not {arch}"
             )
-        return self.network(clips)
+        return cls(arch, LoadedWeights(weights_name, str(path), sha256_of(path), converter), state)
 
-    def encode(self, clips: torch.Tensor, batch_size: int = 4) -> np.ndarray:
-        """Encode clips in batches (GDLT ran 4 per pass): fp16 autocast on CUDA, fp32 on CPU; float32 numpy."""
-        return encode_in_batches(self, clips, batch_size, self.dim)
+    def to(self, device: str | torch.device) -> VideoSwinEncoder:
+        super().to(device)
+        if self.classifier is not None:
+            self.classifier.to(self.device)
+        return self
+
+    def load_class_names(self) -> list[str] | None:
+        if self.classifier is None:
+            return None
+        names = load_label_file(resolve_weights(LABELS[self.weights.name]))
+        if len(names) != self.classifier.out_features:
+            raise ValueError(
+                f"{self.weights.name}: {len(names)} labels for {self.classifier.out_features} logits"
+            )
+        return names
+
+    def outputs(self, preset: Preset) -> list[OutputKind]:
+        return [
+            OutputKind(
+                self.primary_kind,
+                self.info.dim,
+                "last stage after the final LayerNorm",
+                "adaptive average over (T/2, H/32, W/32)",
+            )
+        ]
+
+    def _forward(self, x: torch.Tensor, with_logits: bool) -> Encoded:
+        features = self.network(x)
+        logits = self.classifier(features) if with_logits and self.classifier is not None else None
+        return Encoded({self.primary_kind: features}, logits)
+
+
+def load_swin_state(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    """A Video Swin checkpoint as a torchvision state_dict, and the converter applied (None: already torchvision)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    state = checkpoint.get("state_dict", checkpoint)
+    if not any(k.removeprefix("module.").startswith("backbone.") for k in state):
+        return state, None
+    return official_to_torchvision(state, path), OFFICIAL_CONVERTER
 
 
 _BLOCK = re.compile(r"layers\.(\d+)\.blocks\.(\d+)\.(.+)")
@@ -189,15 +223,13 @@ def _official_architecture(state: dict[str, torch.Tensor], source: Path) -> str:
     return arch
 
 
-def convert_official_checkpoint(source: Path, destination: Path) -> None:
-    """Registry converter: official Video-Swin-Transformer checkpoint → torchvision ``swin3d_*`` state_dict.
+def official_to_torchvision(official: dict[str, torch.Tensor], source: Path) -> dict[str, torch.Tensor]:
+    """Official Video-Swin-Transformer state_dict → torchvision ``swin3d_*`` keys, checked by a strict load.
 
-    The result is checked by loading it strictly into the matching torchvision architecture (inferred from the
-    embedding width and stage depths) before it is written. ``relative_position_index`` buffers are deterministic
-    functions of the window size: taken from the model, and if the checkpoint carries them they must agree.
+    The architecture is inferred from the embedding width and stage depths. ``relative_position_index`` buffers
+    are deterministic functions of the window size: taken from the model, and if the checkpoint carries them they
+    must agree (another window size would silently compute something else).
     """
-    checkpoint = torch.load(source, map_location="cpu", weights_only=True)
-    official = checkpoint.get("state_dict", checkpoint)
     state = {official_to_torchvision_key(k): v for k, v in official.items()}
     if "patch_embed.proj.weight" not in state:
         raise ValueError(f"{source}: no backbone.patch_embed.proj.weight: not a Video Swin checkpoint")
@@ -215,4 +247,4 @@ def convert_official_checkpoint(source: Path, destination: Path) -> None:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise ValueError(f"{source}: does not convert to torchvision {arch} ({error})") from error
-    torch.save(model.state_dict(), destination)
+    return state

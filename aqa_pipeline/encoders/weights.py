@@ -117,14 +117,21 @@ REGISTRY: dict[str, WeightsSpec] = {
         ),
         WeightsSpec(
             name="vst_b_kinetics600_22k",
-            filename="swin_base_patch244_window877_kinetics600_22k_torchvision.pth",
+            filename="swin_base_patch244_window877_kinetics600_22k.pth",
             url="https://github.com/SwinTransformer/storage/releases/download/v1.0.4/"
             "swin_base_patch244_window877_kinetics600_22k.pth",
             sha256=None,
             description="Official Video-Swin-Transformer B (K600, 22K pretraining): the backbone of GDLT's "
-            "released Fis-V/RG features, converted to torchvision's swin3d_b key layout",
+            "released Fis-V/RG features (official key layout, converted to torchvision's on load)",
             license="Apache-2.0",
-            converter="aqa_pipeline.encoders.swin:convert_official_checkpoint",
+        ),
+        WeightsSpec(
+            name="kinetics600_labels",
+            filename="kinetics600_labels.txt",
+            url="https://raw.githubusercontent.com/open-mmlab/mmaction2/main/tools/data/kinetics/label_map_k600.txt",
+            sha256=None,
+            description="the 600 Kinetics-600 class names in logit order (for --show-pred with Video Swin K600)",
+            license="Apache-2.0",
         ),
         WeightsSpec(
             name="yolo11n",
@@ -232,6 +239,11 @@ def resolve_weights(name: str, explicit: str | Path | None = None, *, download: 
         f"weights {name!r} ({spec.description}) not found and {reason}. Place {spec.filename} in "
         f"$AQA_WEIGHTS_DIR or {user_cache_dir()}, or pass an explicit path. Official source: {spec.url}"
     )
+
+
+def load_label_file(path: Path) -> list[str]:
+    """Class names, one per non-empty line, in logit order."""
+    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def keep_features_trunk(source: Path, destination: Path) -> None:

@@ -20,7 +20,7 @@ anyone with plain h5py while the shards stay the single source of truth (the ind
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,52 @@ class Feature:
     data: np.ndarray
     times: np.ndarray
     attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KindProvenance:
+    """How one feature kind was made: written once per kind into every shard (``/provenance/<kind>``), read back
+    by stage two (compatibility checks of ``aqa-fit --predict``), the report and ``aqa-score``.
+
+    ``extra`` holds kind-specific fields (a map's layout, the tracker's settings, crop rules); they are stored as
+    attributes beside the common ones.
+    """
+
+    encoder: str
+    preset: str
+    weights_sha256: str
+    transform: str  # JSON of the preset (or a description for non-preset kinds)
+    dim: int | list[int] | tuple[int, ...]
+    clip_len: int
+    fps: float | str
+    normalisation: str
+    dtype: str = "float32"
+    weights: str = ""  # registry entry or file the weights came from
+    weights_converter: str = "none"
+    layer: str = ""
+    pooling: str = ""
+    frame_rate: str = ""
+    clip_starts: list[int] | str = ""
+    times: str = ""
+    padding: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_attrs(self) -> dict[str, Any]:
+        attrs = {k: v for k, v in asdict(self).items() if k != "extra"}
+        clash = set(attrs) & set(self.extra)
+        if clash:
+            raise ValueError(f"provenance extra fields {sorted(clash)} shadow common ones")
+        attrs["dim"] = list(self.dim) if isinstance(self.dim, (list, tuple)) else int(self.dim)
+        return {**attrs, **self.extra}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> KindProvenance:
+        names = {f.name for f in fields(cls)} - {"extra"}
+        missing = {f.name for f in fields(cls) if f.name in names and f.default is MISSING} - set(attrs)
+        if missing:
+            raise StoreError(f"provenance lacks the fields {sorted(missing)}")
+        known = {k: v for k, v in attrs.items() if k in names}
+        return cls(**known, extra={k: v for k, v in attrs.items() if k not in names})
 
 
 def shards_dir(index_path: Path) -> Path:

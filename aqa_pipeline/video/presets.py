@@ -174,6 +174,19 @@ class Preset:
     def with_pad(self, pad: str) -> Preset:
         return dataclasses.replace(self, pad=pad)
 
+    def per_frame(self) -> Preset:
+        """The same frames, one per clip: what a 2-D encoder sees (every frame the clip layout would use, at the
+        preset's frame rate)."""
+        if self.clip_len == 1:
+            return self
+        starts = tuple(range(self.num_frames)) if self.num_frames is not None else None
+        return dataclasses.replace(self, name=f"{self.name}/frames", clip_len=1, clip_starts=starts)
+
+    def frame_rate_note(self) -> str:
+        if self.target_fps is None:
+            return "native: every source frame, no resampling"
+        return f"subsampled to {self.target_fps:g} fps (stride N // int(N * fps / source fps))"
+
     @property
     def mean_std(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
         return NORMALISATIONS[self.normalisation]
@@ -277,7 +290,9 @@ PRESETS: dict[str, Preset] = {
             normalisation="imagenet",
             paper_normalisation="imagenet",
             notes="Non-overlapping 32-frame clips at native fps, remainder trimmed equally from both ends; short "
-            "side 256, centre crop 224x300, squash to 224x224. The paper's encoder is Video Swin-B (K600).",
+            "side 256, centre crop 224x300, squash to 224x224. The paper's encoder is Video Swin-B (K600). Frame "
+            "rate: rg_swintx.py never resamples; its output folder 'fps25' names the native 25 fps of the Fis-V "
+            "and RG videos, so other videos keep their own rate here too.",
         ),
         Preset(
             name="action-net",
@@ -296,6 +311,24 @@ PRESETS: dict[str, Preset] = {
             paper_normalisation="minus1_1",
             notes="Frames subsampled to 5 fps (stride N // int(N*5/fps), 1-based multiples), non-overlapping "
             "16-frame clips, tail dropped; height 224 keeping aspect, centre crop 224x300, squash to 224x224.",
+        ),
+        Preset(
+            name="frames",
+            source="aqa-pipeline (ImageNet frame encoders for frame-level baselines)",
+            clip_len=1,
+            num_frames=None,
+            clip_starts=None,
+            selection="tile",
+            remainder="tail",
+            target_fps=1.0,
+            resize_mode="short_side",
+            resize_to=256,
+            crop_hw=(224, 224),
+            output_hw=(224, 224),
+            normalisation="imagenet",
+            paper_normalisation="imagenet",
+            notes="One frame per second, short side 256, centre crop 224x224, ImageNet mean/std: the standard "
+            "ImageNet evaluation transform, for 2-D encoders (resnet50, mobilenet-v2).",
         ),
     ]
 }
