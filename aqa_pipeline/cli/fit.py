@@ -285,8 +285,9 @@ def _print_summary(metrics: dict, config, out_dir: str) -> None:
     click.echo(
         f"{config.head} · target {config.target} · {label} · {seeds} seed(s) · {metrics['seconds']:.1f} s"
     )
-    for key in ("spearman", "pearson", "mse", "rl2", "rl2_abs"):
-        click.echo(f"  {key:9s} {m[key]:.4f} ± {m[f'{key}_std']:.4f}")
+    for key in ("spearman", "pearson", "mse", "rl2", "rl2_abs"):  # means over seeds, as in metrics.json
+        spread = f" ± {m[f'{key}_std']:.4f}" if seeds > 1 else ""
+        click.echo(f"  {key:9s} {m[key]:.4f}{spread}")
     if "per_class" in m:
         click.echo(f"  Fisher-z mean Spearman over classes: {m['per_class']['fisher_z_spearman']:.4f}")
     click.echo(f"  selection: {metrics['selection']}")
