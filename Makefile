@@ -8,7 +8,7 @@ export YOLO_OFFLINE ?= 1
 export YOLO_AUTOINSTALL ?= 0
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup test test-fast demo lint format bench fisv-store fisv-baselines fisv-heads clean
+.PHONY: setup test test-fast wheel-smoke demo lint format bench fisv-store fisv-baselines fisv-heads clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,9 @@ test: setup  ## the whole suite; real-data tests need AQA_WEIGHTS_DIR / AQA_DATA
 
 test-fast: setup  ## without the tests marked slow
 	YOLO_CONFIG_DIR=$$(mktemp -d) $(PY) -m pytest -q -m "not slow"
+
+wheel-smoke:  ## build the wheel, pip-install it into a clean venv, run the README's first commands from outside the repo
+	PYTHON=$(PYTHON) .ci/wheel-smoke
 
 demo: setup  ## synthetic videos/features with known scores through every stage, metrics and plots at the end
 	$(PY) -m aqa_pipeline.demo --out demo-output

@@ -102,7 +102,9 @@ def stage_one(out_dir: Path) -> None:
         f"  {len(summary.done)} videos, {summary.clips} clips in {summary.seconds:.1f} s; "
         f"{len(summary.failed)} failed"
     )
-    result = run(store, FitConfig(head="ridge", progress=False), out_dir / "runs" / "stage1-ridge")
+    result = run(
+        store, FitConfig(head="ridge", progress=False), out_dir / "runs" / "stage1-ridge", overwrite=True
+    )
     click.echo(
         f"  ridge on the extracted features: test Spearman {result.metrics['test']['spearman']:.3f} "
         f"(true score = speed of the square)"
@@ -142,6 +144,7 @@ def main(out: str, heads: str) -> None:
             store,
             FitConfig(head=name, head_options=DEMO_HEADS.get(name, {}), progress=False),
             out_dir / "runs" / name,
+            overwrite=True,  # the demo owns its output folder: a rerun replaces its runs
         )
         test = result.metrics["test"]
         rows.append((name, test["spearman"], test["rl2"], time.perf_counter() - started))

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from .paths import repo_manifest_dir
+from .paths import manifest_dir
 
 DATASETS = ("mtl-aqa", "aqa-7", "finediving", "rhythmic-gymnastics", "fis-v", "mit-skating")
 SPLITS = ("train", "test")
@@ -164,7 +164,7 @@ def manifest_path(name: str) -> Path:
     """Where the checked-in manifest of a known dataset lives (``$AQA_MANIFEST_DIR`` overrides)."""
     if name not in DATASETS:
         raise ManifestError(f"unknown dataset {name!r}: known datasets are {', '.join(DATASETS)}")
-    return repo_manifest_dir() / f"{name}.csv"
+    return manifest_dir() / f"{name}.csv"
 
 
 def load_manifest(name_or_path: str | os.PathLike) -> Manifest:

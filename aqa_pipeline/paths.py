@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 
@@ -26,6 +27,13 @@ def user_cache_dir() -> Path:
     return _env_dir("AQA_CACHE_DIR") or Path.home() / ".cache" / "aqa-pipeline"
 
 
-def repo_manifest_dir() -> Path:
-    """The checked-in ``manifests/`` folder (overridable with ``$AQA_MANIFEST_DIR``)."""
-    return _env_dir("AQA_MANIFEST_DIR") or Path(__file__).resolve().parents[1] / "manifests"
+def manifest_dir() -> Path:
+    """Where dataset manifests are read and rebuilt: ``$AQA_MANIFEST_DIR``, else the copy an installed wheel
+    ships as package data (``aqa_pipeline/data/manifests``), else the source checkout's top-level ``manifests/``."""
+    override = _env_dir("AQA_MANIFEST_DIR")
+    if override:
+        return override
+    packaged = resources.files("aqa_pipeline") / "data" / "manifests"
+    if isinstance(packaged, Path) and packaged.is_dir():  # pip installs wheels unzipped
+        return packaged
+    return Path(__file__).resolve().parents[1] / "manifests"

@@ -119,6 +119,6 @@ def test_aqa_fit_trains_each_actor_aware_head_on_the_extracted_store(head, store
         rows = list(csv.DictReader(handle))
     assert sorted(r["id"] for r in rows) == ["lift_02", "lift_06"]
     assert all(np.isfinite(float(r["prediction"])) for r in rows)
-    resolved = json.loads((out / "config.json").read_text())
+    inputs = json.loads((out / "run.json").read_text())
     expected_extras = {"tsa": "boxes", "action-net": "mobilenet_crops", "fspn": "i3d_actor"}.get(head)
-    assert (expected_extras in resolved["extras"].values()) if expected_extras else not resolved["extras"]
+    assert (expected_extras in inputs["extras"].values()) if expected_extras else not inputs["extras"]

@@ -189,19 +189,107 @@ def test_cli_writes_a_complete_run_directory_and_predicts(synthetic_store, tmp_p
     assert result.exit_code == 0, result.output
     assert threads == [1]
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("spearman", "pearson", "mse", "rl2", "rl2_abs", "n", "spearman_mean", "spearman_std"):
-        assert key in metrics["cv"]
-    assert metrics["cv"]["spearman"] > 0.9
+    cv = metrics["cv"]
+    for key in ("spearman", "pearson", "mse", "rl2", "rl2_abs", "n", "spearman_std", "per_seed"):
+        assert key in cv
+    seeds = [m["spearman"] for m in cv["per_seed"]]
+    assert len(seeds) == 2 and seeds[0] != seeds[1]
+    # the headline number is the mean over seeds, the same one the console prints
+    assert cv["spearman"] == pytest.approx(np.mean(seeds)) and cv["spearman"] > 0.9
+    assert cv["spearman_std"] == pytest.approx(np.std(seeds, ddof=1))
+    assert f"spearman  {cv['spearman']:.4f} ± {cv['spearman_std']:.4f}" in result.output
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     assert len(rows) == 2 * 80 and {r["seed"] for r in rows} == {"0", "1"}
-    config = json.loads((out / "config.json").read_text())
-    assert config["provenance"]["synth"]["encoder"] == "synthetic:pooled"
-    for name in ("model.pt", "training_curve.png", "scatter.png"):
+    inputs = json.loads((out / "run.json").read_text())
+    assert inputs["provenance"]["synth"]["encoder"] == "synthetic:pooled"
+    for name in ("model.pt", "scatter.png", "config.json"):
         assert (out / name).is_file()
-    predicted = CliRunner().invoke(main, ["--predict", str(out), str(synthetic_store), "--split", "test"])
+    assert not (out / "training_curve.png").exists()  # ridge has no epochs: no blank plot
+
+    scored = tmp_path / "scored"
+    predicted = CliRunner().invoke(
+        main, ["--predict", str(out), str(synthetic_store), "--split", "test", "--out", str(scored)]
+    )
     assert predicted.exit_code == 0, predicted.output
-    lines = (out / "predictions_synth.csv").read_text().splitlines()
-    assert len(lines) == 31
+    assert len((scored / "predictions.csv").read_text().splitlines()) == 31
+    assert not list(out.glob("predictions_*"))  # the training run is left as it was
+    scored_metrics = json.loads((scored / "metrics.json").read_text())
+    assert scored_metrics["n"] == 30 and scored_metrics["spearman"] > 0.9
+    assert f"spearman  {scored_metrics['spearman']:.4f}" in predicted.output
+
+
+def test_existing_out_is_refused_unless_overwrite_which_empties_it(synthetic_store, tmp_path):
+    from aqa_pipeline.cli.fit import main
+
+    out = tmp_path / "run"
+    (out / "explanations").mkdir(parents=True)
+    (out / "explanations" / "stale.npz").write_bytes(b"from an earlier gdlt run")
+    (out / "config.json").write_text("{}")
+    args = ["--head", "ridge", str(synthetic_store), "--cv", "3", "--out", str(out), "--quiet"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and "is not empty" in refused.output and "--overwrite" in refused.output
+    assert (out / "explanations" / "stale.npz").is_file()
+    replaced = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert not (out / "explanations").exists() and (out / "metrics.json").is_file()
+
+    foreign = tmp_path / "home"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    args[args.index(str(out))] = str(foreign)
+    kept = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert kept.exit_code == 1 and "does not look like an aqa run directory" in kept.output
+    assert (foreign / "thesis.tex").is_file()
+
+
+def test_saved_config_is_what_config_takes(synthetic_store, tmp_path):
+    from aqa_pipeline.cli.fit import main
+
+    first, again = tmp_path / "first", tmp_path / "again"
+    args = ["--head", "svr", str(synthetic_store), "--target", "score", "--cv", "3", "--seed", "4", "--quiet"]
+    assert CliRunner().invoke(main, [*args, "--set", "C=[0.1,1.0]", "--out", str(first)]).exit_code == 0
+    saved = json.loads((first / "config.json").read_text())
+    assert saved["head"] == "svr" and saved["seeds"] == [4] and saved["head_options"]["C"] == [0.1, 1.0]
+    assert saved["head_options"]["inner_cv"] == 5  # every option resolved, not only the ones given
+    rerun = CliRunner().invoke(main, [str(synthetic_store), "--config", str(first / "config.json"), "--out", str(again), "--quiet"])  # fmt: skip
+    assert rerun.exit_code == 0, rerun.output
+    assert json.loads((again / "config.json").read_text()) == saved
+    metrics = [json.loads((d / "metrics.json").read_text())["cv"] for d in (first, again)]
+    assert metrics[0]["per_seed"] == metrics[1]["per_seed"]
+
+
+def test_outer_progress_bar_counts_folds_times_seeds(synthetic_store, capsys):
+    run(synthetic_store, FitConfig(head="ridge", cv=3, seeds=[0, 1], progress=True))
+    err = capsys.readouterr().err
+    assert "ridge folds × seeds" in err and "7/7" in err  # 3 folds × 2 seeds + the final model
+
+
+def test_training_loop_logs_each_epoch_to_the_tracker(synthetic_store, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from aqa_pipeline.train.tracking import TrackingError
+
+    calls: list[tuple] = []
+    fake = types.SimpleNamespace(
+        start_run=lambda run_name: calls.append(("start", run_name)),
+        log_params=lambda params: calls.append(("params", params["head"])),
+        log_metrics=lambda values, step: calls.append(("metrics", step, values)),
+        end_run=lambda: calls.append(("end",)),
+    )
+    monkeypatch.setitem(sys.modules, "mlflow", fake)
+    config = FitConfig(
+        head="mlp", head_options={"epochs": 3}, progress=False, final_model=False, log="mlflow"
+    )
+    run(synthetic_store, config, tmp_path / "run")
+    assert calls[0] == ("start", "mlp") and calls[1] == ("params", "mlp") and calls[-1] == ("end",)
+    epochs = [c for c in calls if c[0] == "metrics"]
+    assert [c[1] for c in epochs] == [1, 2, 3]
+    assert set(epochs[-1][2]) == {"seed0/test/train_loss", "seed0/test/val_spearman"}
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # not installed
+    with pytest.raises(TrackingError, match="--log mlflow needs the mlflow package: pip install mlflow"):
+        run(synthetic_store, config, tmp_path / "other")
 
 
 def test_cli_help_is_fast_and_teaches():

@@ -74,6 +74,9 @@ def test_cli_writes_default_report_dir(tmp_path):
     assert result.exit_code == 0, result.output
     assert (run / "report" / "index.html").is_file()
     assert "clip index" in (run / "report" / "index.html").read_text()
+    assert "report: 100%" in result.stderr and "4/4" in result.stderr  # progress over the videos
+    quiet = CliRunner().invoke(report_cli, [str(run), "--quiet", "--json"])
+    assert quiet.stderr == "" and json.loads(quiet.stdout)["index"] == str(run / "report" / "index.html")
 
 
 def test_explained_prediction_is_the_one_ranked(tmp_path):

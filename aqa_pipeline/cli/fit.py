@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from aqa_pipeline.cli.common import device_option, echo_json, json_option, verbose_option, version_option
 from aqa_pipeline.heads.registry import head_names
+from aqa_pipeline.train.tracking import TRACKERS
 
 
 def _parse_set(values: tuple[str, ...]) -> dict:
@@ -36,18 +38,26 @@ def _read_config(path: str | None) -> dict:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.argument("store", type=click.Path(exists=True, dir_okay=False))
-@click.option("--head", type=click.Choice(head_names()), help="Scoring head to train.")
+@click.argument("store", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option("--head", type=click.Choice(head_names()), help="Scoring head to train (see --list-heads).")
 @click.option(
     "--target", default=None, help="Label to predict: score, tes, pcs, execution, ... [default: score]"
 )
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run directory to write.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Run directory to write (with --predict: where the scored store's predictions go).",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Empty an existing run directory at --out first (refused without it)."
+)
 @click.option(
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False),
     help="JSON/YAML experiment file (keys: head, target, feature, cv, seeds, protocol, head_options, ...); "
-    "command-line flags override it.",
+    "a run's config.json is one. Command-line flags override it.",
 )
 @click.option(
     "--feature", default=None, help="Feature kind to use when the store holds several (i3d, vst, ...)."
@@ -82,7 +92,7 @@ def _read_config(path: str | None) -> dict:
 @click.option(
     "--val-fraction", type=float, default=None, help="Share of training videos held out for epoch selection."
 )
-@click.option("--gpu", type=int, default=None, help="CUDA device index (default: CPU).")
+@device_option(default=None)
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
@@ -102,12 +112,33 @@ def _read_config(path: str | None) -> dict:
     help="Instead of training: score STORE with the model saved in this run directory.",
 )
 @click.option("--split", default=None, help="With --predict: only videos of this split.")
+@click.option(
+    "--log",
+    "tracker",
+    type=click.Choice(TRACKERS),
+    default=None,
+    help="Also log every epoch to TensorBoard (RUN_DIR/tensorboard) or MLflow ($MLFLOW_TRACKING_URI); "
+    "needs that package installed.",
+)
+@click.option("--list-heads", is_flag=True, help="List the heads with what each is, and exit.")
+@click.option(
+    "--show-options",
+    "show_options",
+    type=click.Choice(head_names()),
+    default=None,
+    metavar="HEAD",
+    help="List HEAD's options with their defaults and provenance (code / paper / chosen), and exit.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@verbose_option
+@json_option
+@version_option
 def main(
     store,
     head,
     target,
     out_dir,
+    overwrite,
     config_file,
     feature,
     cv,
@@ -118,12 +149,16 @@ def main(
     label_norm,
     use_dd,
     val_fraction,
-    gpu,
+    device,
     threads,
     final_model,
     predict_run,
     split,
+    tracker,
+    list_heads,
+    show_options,
     quiet,
+    as_json,
 ) -> None:
     """Train a scoring head on cached features and evaluate it honestly.
 
@@ -132,32 +167,31 @@ def main(
       aqa-fit --head svr fisv.h5 --target tes --cv 5 --seeds 3 --out runs/svr-tes
       aqa-fit --head gdlt fisv.h5 --target pcs --cv 5 --out runs/gdlt-pcs --set epochs=100
       aqa-fit --head tpt mtl.h5 --use-dd --out runs/tpt      # train split → test split
-      aqa-fit --predict runs/svr-tes other.h5                 # score another store with a saved run
+      aqa-fit --predict runs/svr-tes other.h5 --out runs/svr-tes-other   # score a store with a saved run
+      aqa-fit --list-heads
+      aqa-fit --show-options gdlt
 
     With a test split in the store, the head trains on train and is scored on test; without one (or with --cv K)
     it reports K-fold cross-validation on train. Epochs are always chosen on a validation split carved from the
     training videos unless --protocol paper is given. The run directory gets metrics.json, predictions.csv,
-    config.json, model.pt, plots and per-video explanations (render them with aqa-report).
+    config.json (pass it back with --config to repeat the run), model.pt, plots and per-video explanations
+    (render them with aqa-report; compare runs with aqa-compare). An existing non-empty --out is refused unless
+    --overwrite is given.
     """
-    import logging
-
-    from aqa_pipeline.train.run import FitConfig, predict_store, run
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if list_heads or show_options:
+        _print_catalog(show_options, as_json)
+        return
+    if not store:
+        raise click.UsageError("missing argument STORE (the feature store's index file)")
+    if not out_dir:
+        raise click.UsageError("--out RUN_DIR is required")
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     if predict_run:
-        rows = predict_store(predict_run, store, split=split)
-        target_csv = Path(out_dir or predict_run) / f"predictions_{Path(store).stem}.csv"
-        target_csv.parent.mkdir(parents=True, exist_ok=True)
-        with open(target_csv, "w") as handle:
-            handle.write("id,truth,prediction\n")
-            handle.writelines(f"{r['id']},{r['truth']},{r['prediction']}\n" for r in rows)
-        click.echo(f"scored {len(rows)} videos → {target_csv}")
+        _predict(predict_run, store, split, out_dir, overwrite, as_json)
         return
-
     values = _read_config(config_file)
     overrides = {
         "head": head,
@@ -169,6 +203,8 @@ def main(
         "use_dd": use_dd,
         "val_fraction": val_fraction,
         "final_model": final_model,
+        "device": device,
+        "log": tracker,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     if not values.get("head"):
@@ -177,18 +213,68 @@ def main(
         first = seed if seed is not None else 0
         values["seeds"] = [first + i for i in range(n_seeds or 1)]
     values["head_options"] = {**values.get("head_options", {}), **_parse_set(sets)}
-    if gpu is not None:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise click.UsageError(f"--gpu {gpu}: no CUDA device is available on this machine")
-        values["device"] = f"cuda:{gpu}"
     values["progress"] = not quiet
-    if not out_dir:
-        raise click.UsageError("--out RUN_DIR is required")
+    from aqa_pipeline.train.run import FitConfig, run
+    from aqa_pipeline.train.rundir import RunDirError
+    from aqa_pipeline.train.tracking import TrackingError
+
     config = FitConfig.from_dict(values)
-    result = run(store, config, out_dir)
-    _print_summary(result.metrics, config, out_dir)
+    try:
+        result = run(store, config, out_dir, overwrite=overwrite)
+    except (RunDirError, TrackingError) as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        echo_json({"run_dir": out_dir, "head": config.head, "target": config.target, **result.metrics})
+    else:
+        _print_summary(result.metrics, config, out_dir)
+
+
+def _predict(
+    run_dir: str, store: str, split: str | None, out_dir: str, overwrite: bool, as_json: bool
+) -> None:
+    """Score STORE with a saved run into its own folder; metrics when the store's videos have labels."""
+    from aqa_pipeline.train.run import predict_store, write_scored_store
+    from aqa_pipeline.train.rundir import RunDirError, prepare_run_dir
+
+    try:
+        out = prepare_run_dir(out_dir, overwrite)
+    except RunDirError as error:
+        raise click.ClickException(str(error)) from None
+    rows = predict_store(run_dir, store, split=split)
+    metrics = write_scored_store(out, rows)
+    if as_json:
+        echo_json({"run_dir": str(out), "model": run_dir, "n": len(rows), "metrics": metrics})
+        return
+    click.echo(f"scored {len(rows)} videos with {run_dir} → {out / 'predictions.csv'}")
+    for key, value in (metrics or {}).items():
+        click.echo(f"  {key:9s} {value:.4f}" if key != "n" else f"  {key:9s} {value}")
+    if metrics is None:
+        click.echo("  (no labels in the store: no metrics)")
+
+
+def _print_catalog(show_options: str | None, as_json: bool) -> None:
+    """--list-heads / --show-options HEAD."""
+    from dataclasses import asdict
+
+    from aqa_pipeline.heads.catalog import head_options, list_heads
+
+    if show_options:
+        options = head_options(show_options)
+        if as_json:
+            echo_json([asdict(o) for o in options])
+            return
+        click.echo(f"{show_options} options (change with --set KEY=VALUE):")
+        for o in options:
+            shown = json.dumps(o.default)
+            click.echo(f"  {o.name:16s} {shown:24s} {o.provenance or '(from ' + o.defined_in + ')'}")
+        return
+    heads = list_heads()
+    if as_json:
+        echo_json([asdict(h) for h in heads])
+        return
+    for h in heads:
+        click.echo(f"  {h.name:13s} {h.summary}")
+    click.echo("Options of one head: aqa-fit --show-options HEAD")
 
 
 def _print_summary(metrics: dict, config, out_dir: str) -> None:
@@ -199,11 +285,9 @@ def _print_summary(metrics: dict, config, out_dir: str) -> None:
     click.echo(
         f"{config.head} · target {config.target} · {label} · {seeds} seed(s) · {metrics['seconds']:.1f} s"
     )
-    for key in ("spearman", "pearson", "mse", "rl2", "rl2_abs"):
-        if f"{key}_mean" in m:
-            click.echo(f"  {key:9s} {m[f'{key}_mean']:.4f} ± {m[f'{key}_std']:.4f}")
-        else:
-            click.echo(f"  {key:9s} {m[key]:.4f}")
+    for key in ("spearman", "pearson", "mse", "rl2", "rl2_abs"):  # means over seeds, as in metrics.json
+        spread = f" ± {m[f'{key}_std']:.4f}" if seeds > 1 else ""
+        click.echo(f"  {key:9s} {m[key]:.4f}{spread}")
     if "per_class" in m:
         click.echo(f"  Fisher-z mean Spearman over classes: {m['per_class']['fisher_z_spearman']:.4f}")
     click.echo(f"  selection: {metrics['selection']}")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
+from dataclasses import asdict
 
 import click
+
+from aqa_pipeline.cli.common import echo_json, json_option, verbose_option, version_option
 
 # What the published feature releases are, so their provenance is recorded without the user typing it.
 RELEASES = {
@@ -58,6 +60,9 @@ RELEASES = {
     default=None,
     help="Convert on import; default keeps the files' dtype (lossless).",
 )
+@verbose_option
+@json_option
+@version_option
 def main(
     dataset: str,
     features_dir: str,
@@ -66,6 +71,7 @@ def main(
     release: str,
     splits: tuple[str, ...],
     dtype: str | None,
+    as_json: bool,
 ) -> None:
     """Import published per-video features with labels from the dataset manifest.
 
@@ -84,6 +90,10 @@ def main(
     report = import_npy_features(
         manifest, features_dir, store, kind=kind, provenance=provenance, splits=splits or None, dtype=dtype
     )
+    seconds = round(time.perf_counter() - started, 2)
+    if as_json:
+        echo_json({"store": store, "kind": kind, "seconds": seconds, **asdict(report)})
+        return
     # Videos of the requested splits without a file are expected for partial releases (e.g. train only).
     click.echo(report.summary())
-    click.echo(json.dumps({"store": store, "kind": kind, "seconds": round(time.perf_counter() - started, 2)}))
+    click.echo(f"store {store} (kind {kind}) in {seconds} s")

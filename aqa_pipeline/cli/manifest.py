@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import click
 
+from aqa_pipeline.cli.common import echo_json, json_option, verbose_option, version_option
 from aqa_pipeline.manifests import DATASETS  # light: the module defers scipy to the AQA-7 builder
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@verbose_option
+@version_option
 def main() -> None:
     """Build and inspect dataset manifests (one CSV per dataset: ids, splits, scores, sub-scores).
 
     \b
     Examples:
       aqa-manifest show fis-v
+      aqa-manifest show fis-v --json
       aqa-manifest show path/to/custom.csv
       aqa-manifest build --dataset mtl-aqa --annotations $AQA_DATA_DIR/annotations/mtl-aqa
       aqa-manifest build --dataset all --annotations $AQA_DATA_DIR/annotations
@@ -41,9 +45,11 @@ def main() -> None:
     "out",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Output CSV (default: <repo>/manifests/<dataset>.csv, or $AQA_MANIFEST_DIR). Not with 'all'.",
+    help="Output CSV (default: the manifests folder in use — the checkout's manifests/, or $AQA_MANIFEST_DIR). "
+    "Not with 'all'.",
 )
-def build(dataset: str, annotations_dir: str, out: str | None) -> None:
+@json_option
+def build(dataset: str, annotations_dir: str, out: str | None, as_json: bool) -> None:
     """Build manifests from the official annotation files; refuses files whose split sizes differ from the
     published ones.
 
@@ -57,6 +63,7 @@ def build(dataset: str, annotations_dir: str, out: str | None) -> None:
 
     if dataset == "all" and out is not None:
         raise click.UsageError("--out names one file; with --dataset all, set $AQA_MANIFEST_DIR instead")
+    built = []
     for name in DATASETS if dataset == "all" else (dataset,):
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -67,13 +74,20 @@ def build(dataset: str, annotations_dir: str, out: str | None) -> None:
         for warning in caught:
             click.echo(f"warning: {warning.message}", err=True)
         path = write_manifest(manifest, out or manifest_path(name))
-        counts = ", ".join(f"{split} {n}" for split, n in sorted(manifest.split_counts().items()))
-        click.echo(f"{name}: {len(manifest)} samples ({counts}) -> {path}")
+        built.append(
+            {"name": name, "samples": len(manifest), "splits": manifest.split_counts(), "path": str(path)}
+        )
+        if not as_json:
+            counts = ", ".join(f"{split} {n}" for split, n in sorted(manifest.split_counts().items()))
+            click.echo(f"{name}: {len(manifest)} samples ({counts}) -> {path}")
+    if as_json:
+        echo_json(built)
 
 
 @main.command()
 @click.argument("name")
-def show(name: str) -> None:
+@json_option
+def show(name: str, as_json: bool) -> None:
     """Summarise a manifest: samples per split, columns, score range, classes.
 
     NAME is a dataset name (mtl-aqa, aqa-7, finediving, rhythmic-gymnastics, fis-v, mit-skating) or a CSV path.
@@ -91,6 +105,17 @@ def show(name: str) -> None:
     except ManifestError as error:
         raise click.ClickException(str(error)) from error
     scores = [row.score for row in manifest.rows]
+    if as_json:
+        echo_json(
+            {
+                "name": manifest.name,
+                "source": str(manifest.source),
+                "samples": len(manifest),
+                "splits": manifest.split_counts(),
+                "columns": [*LEADING_COLUMNS, *manifest.subscore_names],
+            }
+        )
+        return
     click.echo(f"manifest   {manifest.name} ({manifest.source})")
     click.echo(f"samples    {len(manifest)}")
     for split, count in sorted(manifest.split_counts().items()):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from aqa_pipeline.cli.common import echo_json, json_option, verbose_option, version_option
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--out",
@@ -14,7 +16,11 @@ import click
     default=None,
     help="Where to write index.html and the per-video plots (default: RUN_DIR/report).",
 )
-def main(run_dir: str, out_dir: str | None) -> None:
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@verbose_option
+@json_option
+@version_option
+def main(run_dir: str, out_dir: str | None, quiet: bool, as_json: bool) -> None:
     """Plot what drove each score: one timeline per video and an index page sorted by absolute error.
 
     \b
@@ -25,7 +31,10 @@ def main(run_dir: str, out_dir: str | None) -> None:
     from aqa_pipeline.report.explain import write_report
 
     try:
-        index = write_report(run_dir, out_dir)
+        index = write_report(run_dir, out_dir, progress=not quiet)
     except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
-    click.echo(f"report: {index}")
+    if as_json:
+        echo_json({"run_dir": run_dir, "index": str(index)})
+    else:
+        click.echo(f"report: {index}")

@@ -15,6 +15,7 @@ import copy
 import io
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -25,6 +26,8 @@ from tqdm.auto import tqdm
 
 from aqa_pipeline.train.data import Batch, Batcher, SequenceData
 from aqa_pipeline.train.metrics import spearman
+
+EpochCallback = Callable[[int, dict[str, float]], None]
 
 
 @dataclass
@@ -91,7 +94,9 @@ class Head(ABC):
         seed: int = 0,
         device: str = "cpu",
         progress: bool = True,
-    ) -> History: ...
+        on_epoch: EpochCallback | None = None,
+    ) -> History:
+        """Train; ``on_epoch(epoch, {"train_loss": ..., "val_spearman": ...})`` is the experiment-tracking hook."""
 
     @abstractmethod
     def predict(self, data: SequenceData) -> Prediction: ...
@@ -166,6 +171,7 @@ class TorchHead(Head):
         seed: int = 0,
         device: str = "cpu",
         progress: bool = True,
+        on_epoch: EpochCallback | None = None,
     ) -> History:
         started = time.perf_counter()
         torch.manual_seed(seed)
@@ -216,6 +222,11 @@ class TorchHead(Head):
                 bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", val_rho=f"{rho:.3f}")
             else:
                 bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}")
+            if on_epoch is not None:
+                logged = {"train_loss": history.train_loss[-1]}
+                if history.val_epochs and history.val_epochs[-1] == epoch:
+                    logged["val_spearman"] = history.val_spearman[-1]
+                on_epoch(epoch, logged)
         self._val_batcher = None
         if best_state is not None:
             model.load_state_dict(best_state)

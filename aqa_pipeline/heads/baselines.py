@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aqa_pipeline.heads.base import Head, History, PooledInputHead, Prediction, TorchHead
+from aqa_pipeline.heads.base import EpochCallback, Head, History, PooledInputHead, Prediction, TorchHead
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.train.data import Batch, SequenceData
 
@@ -57,6 +57,7 @@ class _SklearnPooledHead(Head):
         seed: int = 0,
         device: str = "cpu",
         progress: bool = True,
+        on_epoch: EpochCallback | None = None,
     ) -> History:
         from sklearn.model_selection import GridSearchCV, KFold
         from sklearn.pipeline import make_pipeline

@@ -1,8 +1,8 @@
 """Per-video explanation report: what each head says drove each score, as plots plus one HTML index.
 
 Reads a run directory written by ``aqa-fit``: ``predictions.csv`` (split, fold, seed, id, truth, prediction),
-``explanations/<id>.npz`` (the head's explanation arrays plus ``truth`` and ``prediction``) and ``config.json``
-(with the feature store's provenance under ``provenance``). The report does not know any head: it draws arrays by
+``explanations/<id>.npz`` (the head's explanation arrays plus ``truth`` and ``prediction``), ``config.json`` (head,
+target) and ``run.json`` (with the feature store's provenance under ``provenance``). The report does not know any head: it draws arrays by
 shape, so every head's explanations render. Along the clip axis T (the longest last axis in a video's file):
 
 - (T,)   → a timeline (clip weights, clip scores, temporal attention),
@@ -86,8 +86,11 @@ def load_run(run_dir: str | Path) -> tuple[list[VideoExplanation], dict]:
     predictions_path = run_dir / "predictions.csv"
     if not predictions_path.is_file():
         raise FileNotFoundError(f"{run_dir}: no predictions.csv (is this an aqa-fit run directory?)")
-    config_path = run_dir / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    # config.json holds the options (head, target), run.json the inputs (store provenance).
+    config: dict = {}
+    for name in ("config.json", "run.json"):
+        if (run_dir / name).is_file():
+            config.update(json.loads((run_dir / name).read_text()))
     videos = {
         vid: VideoExplanation(vid, truth, pred)
         for vid, (truth, pred) in read_predictions(predictions_path).items()
@@ -141,8 +144,11 @@ def render_video(video: VideoExplanation, path: Path, seconds_per_clip: float | 
     figure.savefig(path, dpi=90)
 
 
-def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Render every video with explanations and an ``index.html`` sorted by absolute error; returns the index."""
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None, progress: bool = False) -> Path:
+    """Render every video with explanations and an ``index.html`` sorted by absolute error; returns the index.
+    ``progress`` shows a bar over the videos (rendering hundreds of plots takes minutes)."""
+    from tqdm.auto import tqdm
+
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "report"
     (out / "videos").mkdir(parents=True, exist_ok=True)
@@ -150,7 +156,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     seconds = clip_seconds(config.get("provenance"))
     videos.sort(key=lambda v: (-v.error if np.isfinite(v.error) else np.inf, v.id))
     rows = []
-    for rank, video in enumerate(videos, start=1):
+    for rank, video in enumerate(tqdm(videos, desc="report", unit="video", disable=not progress), start=1):
         cell = "—"
         if video.arrays:
             png = Path("videos") / f"{_safe(video.id)}.png"

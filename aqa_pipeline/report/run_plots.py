@@ -18,7 +18,8 @@ def _pyplot():
 
 
 def plot_training_curves(histories: list[dict[str, Any]], path: Path) -> None:
-    """Training loss (left axis) and validation Spearman (right axis) per run; the kept epoch is marked."""
+    """Training loss (left axis) and validation Spearman (right axis) per run; the kept epoch is marked. Only for
+    heads trained by epochs (the caller skips closed-form ones, which would give an empty plot)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     twin = ax.twinx()
@@ -39,9 +40,7 @@ def plot_training_curves(histories: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss (solid)")
     twin.set_ylabel("validation Spearman (dashed)")
-    if not any(h["train_loss"] for h in histories):
-        ax.text(0.5, 0.5, "closed-form / inner-CV head: no epochs", ha="center", transform=ax.transAxes)
-    elif len(histories) <= 10:
+    if len(histories) <= 10:
         ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -6,6 +6,8 @@ normalise by the range of the evaluated ground truth, as the papers' code does.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
@@ -63,4 +65,16 @@ def summarise(runs: list[dict[str, float]]) -> dict[str, float]:
         values = np.array([r[key] for r in runs], dtype=np.float64)
         out[f"{key}_mean"] = float(values.mean())
         out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
+def mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each metric (nested per-class ones too) averaged over seeds: the headline numbers of a run."""
+    out: dict[str, Any] = {}
+    for key, first in runs[0].items():
+        if isinstance(first, dict):
+            out[key] = mean_over_seeds([r[key] for r in runs])
+            continue
+        value = float(np.mean([r[key] for r in runs]))
+        out[key] = int(value) if isinstance(first, int) and value.is_integer() else value
     return out

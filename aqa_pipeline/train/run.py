@@ -2,13 +2,15 @@
 
 Run directory::
 
-    config.json        fully resolved: head options, protocol, label transform, store provenance
-    metrics.json       per evaluated split ("test" or "cv"): spearman, pearson, mse, rl2, rl2_abs, n
-                       (+ *_mean/*_std over seeds, per-class and Fisher-z when the data has classes)
+    config.json        fully resolved options, exactly what ``aqa-fit --config`` takes
+    run.json           the inputs: store, dataset, feature kinds and their provenance, package version
+    metrics.json       per evaluated split ("test" or "cv"): spearman, pearson, mse, rl2, rl2_abs, n as means
+                       over seeds, *_std beside them and each seed's own under per_seed (+ per-class and
+                       Fisher-z when the data has classes)
     predictions.csv    split, fold, seed, id, truth, prediction
     exemplars.csv      exemplar heads (TPT, CoRe, FSPN): the training videos each score was voted from
     model.pt           the head trained on the whole train split (for ``aqa-fit --predict``)
-    history.json       per-run training curves; training_curve.png, scatter.png
+    history.json       per-run training curves; training_curve.png (heads trained by epochs), scatter.png
     explanations/<id>.npz   what the head says drove each score (first seed), for ``aqa-report``
 """
 
@@ -19,10 +21,12 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from aqa_pipeline import __version__
 from aqa_pipeline.heads.base import Head
@@ -30,8 +34,10 @@ from aqa_pipeline.heads.registry import get_head
 from aqa_pipeline.store import FeatureSet, FeatureStore, StoreError
 from aqa_pipeline.train.data import SequenceData
 from aqa_pipeline.train.labels import LabelTransform
-from aqa_pipeline.train.metrics import per_class_metrics, regression_metrics, summarise
+from aqa_pipeline.train.metrics import mean_over_seeds, per_class_metrics, regression_metrics, summarise
 from aqa_pipeline.train.protocol import Fold, final_fold, make_folds
+from aqa_pipeline.train.rundir import prepare_run_dir
+from aqa_pipeline.train.tracking import Tracker, open_tracker
 
 log = logging.getLogger(__name__)
 NON_FEATURE_KINDS = {"boxes"}  # kinds that are inputs to other kinds, never a head's primary stream
@@ -59,6 +65,7 @@ class FitConfig:
     device: str = "cpu"
     final_model: bool = True
     progress: bool = True
+    log: str | None = None  # experiment tracker: "tensorboard" or "mlflow" (train/tracking.py)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FitConfig:
@@ -177,7 +184,14 @@ class RunResult:
     seconds: float
 
 
-def _fit_one(config: FitConfig, head_cls: type[Head], loaded: LoadedData, fold: Fold, seed: int):
+def _fit_one(
+    config: FitConfig,
+    head_cls: type[Head],
+    loaded: LoadedData,
+    fold: Fold,
+    seed: int,
+    tracker: Tracker | None = None,
+):
     """Fit on one fold's training rows and predict its scored rows; returns raw-scale truth and prediction."""
     fit_set = loaded.train.subset(fold.fit)
     scored_set = (loaded.test if fold.score_on_test else loaded.train).subset(fold.score)
@@ -198,7 +212,10 @@ def _fit_one(config: FitConfig, head_cls: type[Head], loaded: LoadedData, fold: 
     else:
         val = sequences(loaded.train.subset(fold.val)) if fold.val is not None else None
     head = head_cls(**config.head_options)
-    history = head.fit(sequences(fit_set), val, seed=seed, device=config.device, progress=config.progress)
+    on_epoch = partial(tracker.log_epoch, f"seed{seed}/{fold.name}") if tracker is not None else None
+    history = head.fit(
+        sequences(fit_set), val, seed=seed, device=config.device, progress=config.progress, on_epoch=on_epoch
+    )
     result = {"history": history, "transform": transform, "head": head}
     if scored is not None:
         prediction = head.predict(scored)
@@ -225,33 +242,75 @@ def _metrics_for(truth, prediction, groups) -> dict[str, Any]:
     return metrics
 
 
-def run(store_path: str | Path, config: FitConfig, out_dir: str | Path | None = None) -> RunResult:
+def _seed_metrics(split_name: str, fold_metrics: list[dict], seed_rows: list[dict]) -> dict[str, Any]:
+    """One seed's metrics: the test split's, or the mean over CV folds plus the pooled out-of-fold ones."""
+    if split_name != "cv":
+        return fold_metrics[0]
+    # Mean over folds (as k-fold papers report), plus the pooled out-of-fold metrics.
+    scalar = {k: float(np.mean([m[k] for m in fold_metrics])) for k in fold_metrics[0] if k != "per_class"}
+    pooled = regression_metrics([p["truth"] for p in seed_rows], [p["prediction"] for p in seed_rows])
+    scalar.update({f"pooled_{k}": v for k, v in pooled.items()})
+    scalar["n"] = len(seed_rows)
+    return scalar
+
+
+def split_metrics(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """The headline numbers are means over seeds, with their std (``*_std``) and every seed's own beside."""
+    scalars = [{k: v for k, v in m.items() if isinstance(v, float)} for m in per_seed]  # not counts
+    spread = {k: v for k, v in summarise(scalars).items() if k.endswith("_std")}
+    return {**mean_over_seeds(per_seed), **spread, "per_seed": per_seed}
+
+
+def _plan(config: FitConfig, head_cls: type[Head], loaded: LoadedData) -> list[tuple[int, list[Fold]]]:
+    """Every (seed, folds) the run fits, known up front so that the outer progress bar has a total and an ETA."""
+    return [
+        (
+            seed,
+            make_folds(
+                len(loaded.train),
+                cv=config.cv if loaded.test is None or config.cv else None,
+                has_test=loaded.test is not None,
+                n_test=len(loaded.test) if loaded.test is not None else 0,
+                seed=seed,
+                val_fraction=config.val_fraction,
+                uses_validation=head_cls.uses_validation,
+                paper_selection=config.protocol == "paper",
+            ),
+        )
+        for seed in config.seeds
+    ]
+
+
+def run(
+    store_path: str | Path, config: FitConfig, out_dir: str | Path | None = None, overwrite: bool = False
+) -> RunResult:
     started = time.perf_counter()
     head_cls = get_head(config.head)
     if config.protocol not in ("honest", "paper"):
         raise ValueError(f"unknown protocol {config.protocol!r}: honest or paper")
     head_cls(**config.head_options)  # validate options before loading anything
+    if config.log and out_dir is None:
+        raise ValueError(f"--log {config.log} writes beside the run: give --out")
+    if out_dir is not None:
+        prepare_run_dir(out_dir, overwrite)
     store = FeatureStore(store_path)
     loaded = load_data(store, config, head_cls)
     split_name = "test" if loaded.test is not None else "cv"
-    per_seed: list[dict[str, float]] = []
-    per_class_seed: list[dict[str, Any]] = []
+    plan = _plan(config, head_cls, loaded)
+    tracker = open_tracker(config.log, Path(out_dir), config.head, asdict(config)) if config.log else None
+    bar = tqdm(
+        total=sum(len(folds) for _, folds in plan) + int(config.final_model),
+        desc=f"{config.head} folds × seeds",
+        unit="fit",
+        disable=not config.progress,
+    )
+    per_seed: list[dict[str, Any]] = []
     predictions, histories, exemplars = [], [], []
     explanations: dict[str, dict[str, np.ndarray]] = {}
-    for seed_index, seed in enumerate(config.seeds):
-        folds = make_folds(
-            len(loaded.train),
-            cv=config.cv if loaded.test is None or config.cv else None,
-            has_test=loaded.test is not None,
-            n_test=len(loaded.test) if loaded.test is not None else 0,
-            seed=seed,
-            val_fraction=config.val_fraction,
-            uses_validation=head_cls.uses_validation,
-            paper_selection=config.protocol == "paper",
-        )
+    for seed_index, (seed, folds) in enumerate(plan):
         fold_metrics = []
         for fold in folds:
-            result = _fit_one(config, head_cls, loaded, fold, seed)
+            result = _fit_one(config, head_cls, loaded, fold, seed, tracker)
             fold_metrics.append(_metrics_for(result["truth"], result["prediction"], result["groups"]))
             histories.append({"seed": seed, "fold": fold.name, **asdict(result["history"])})
             exemplars += [
@@ -276,26 +335,12 @@ def run(store_path: str | Path, config: FitConfig, out_dir: str | Path | None = 
                         "prediction": result["prediction"][i],
                     }
             log.info("seed %d %s: %s", seed, fold.name, fold_metrics[-1])
-        if split_name == "cv":
-            # Mean over folds (as k-fold papers report), plus the pooled out-of-fold metrics.
-            scalar = {
-                k: float(np.mean([m[k] for m in fold_metrics])) for k in fold_metrics[0] if k != "per_class"
-            }
-            seed_rows = [p for p in predictions if p["seed"] == seed]
-            pooled = regression_metrics([p["truth"] for p in seed_rows], [p["prediction"] for p in seed_rows])
-            scalar.update({f"pooled_{k}": v for k, v in pooled.items()})
-            scalar["n"] = len(seed_rows)
-        else:
-            scalar = {k: v for k, v in fold_metrics[0].items() if k != "per_class"}
-            if "per_class" in fold_metrics[0]:
-                per_class_seed.append(fold_metrics[0]["per_class"])
-        per_seed.append(scalar)
-    metrics: dict[str, Any] = {
-        split_name: {**per_seed[0], **(summarise(per_seed) if len(per_seed) > 1 else {})}
-    }
-    metrics[split_name]["per_seed"] = per_seed
-    if per_class_seed:
-        metrics[split_name]["per_class"] = per_class_seed[0]
+            bar.set_postfix(seed=seed, fold=fold.name, spearman=f"{fold_metrics[-1]['spearman']:.3f}")
+            bar.update()
+        per_seed.append(
+            _seed_metrics(split_name, fold_metrics, [p for p in predictions if p["seed"] == seed])
+        )
+    metrics: dict[str, Any] = {split_name: split_metrics(per_seed)}
     metrics["protocol"] = config.protocol
     metrics["selection"] = (
         "best epoch on the evaluated videos (paper protocol; optimistic)"
@@ -315,8 +360,13 @@ def run(store_path: str | Path, config: FitConfig, out_dir: str | Path | None = 
             val_fraction=config.val_fraction,
             uses_validation=head_cls.uses_validation,
         )
-        final = _fit_one(config, head_cls, loaded, fold, config.seeds[0])
+        bar.set_postfix(model="final (whole train split)")
+        final = _fit_one(config, head_cls, loaded, fold, config.seeds[0], tracker)
         final_head, final_transform = final["head"], final["transform"]
+        bar.update()
+    bar.close()
+    if tracker is not None:
+        tracker.close()
     seconds = time.perf_counter() - started
     metrics["seconds"] = round(seconds, 2)
     result = RunResult(metrics, predictions, histories, explanations, exemplars, final_head, seconds)
@@ -337,11 +387,10 @@ def write_run_dir(
 
     from aqa_pipeline.report.run_plots import plot_scatter, plot_training_curves
 
-    out.mkdir(parents=True, exist_ok=True)
     head_cls = get_head(config.head)
-    resolved = {
-        "fit": asdict(config),
-        "head_config": {**head_cls.all_defaults(), **config.head_options},
+    # config.json is exactly what --config takes (every head option resolved); the rest describes the inputs.
+    resolved_fit = {**asdict(config), "head_options": {**head_cls.all_defaults(), **config.head_options}}
+    inputs = {
         "store": str(store.path),
         "dataset": store.dataset,
         "primary_feature": loaded.primary,
@@ -349,7 +398,9 @@ def write_run_dir(
         "provenance": {k: store.provenance(k) for k in [loaded.primary, *loaded.extras.values()]},
         "package_version": __version__,
     }
-    (out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+    resolved = {"fit": resolved_fit, **inputs}
+    (out / "config.json").write_text(json.dumps(resolved_fit, indent=2, default=str))
+    (out / "run.json").write_text(json.dumps(inputs, indent=2, default=str))
     (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2, default=_json_default))
     (out / "history.json").write_text(json.dumps(result.histories, default=_json_default))
     with open(out / "predictions.csv", "w", newline="") as handle:
@@ -376,7 +427,8 @@ def write_run_dir(
             },
             out / "model.pt",
         )
-    plot_training_curves(result.histories, out / "training_curve.png")
+    if any(h["train_loss"] for h in result.histories):  # closed-form heads have no epochs to draw
+        plot_training_curves(result.histories, out / "training_curve.png")
     plot_scatter(result.predictions, out / "scatter.png", title=f"{config.head} · {config.target}")
 
 
@@ -423,3 +475,18 @@ def predict_store(
         {"id": vid, "truth": float(t), "prediction": float(p)}
         for vid, t, p in zip(data.ids, truth, predicted, strict=True)
     ]
+
+
+def write_scored_store(out: Path, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``predictions.csv`` of a scored store in its own folder, and ``metrics.json`` when the videos have labels
+    (metrics over the labelled ones; ``None`` when fewer than two are labelled)."""
+    with open(out / "predictions.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "truth", "prediction"])
+        writer.writeheader()
+        writer.writerows(rows)
+    labelled = [r for r in rows if np.isfinite(r["truth"])]
+    if len(labelled) < 2:
+        return None
+    metrics = regression_metrics([r["truth"] for r in labelled], [r["prediction"] for r in labelled])
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
