@@ -210,3 +210,5 @@ def test_cli_on_a_real_video_shows_predictions_and_padding(tmp_path, weights_dir
     again = CliRunner().invoke(extract_cli, [*args, "--workers", "0", "--threads", "1"])
     assert again.exit_code == 0 and "0 videos extracted" in again.output and "1 already done" in again.output
     assert threads == [1]
+    scripted = CliRunner().invoke(extract_cli, [*args, "--workers", "0", "--json"])
+    assert scripted.exit_code == 0 and json.loads(scripted.stdout)["skipped"] == 1

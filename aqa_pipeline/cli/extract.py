@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import click
 
+from aqa_pipeline.cli.common import device_option, echo_json, json_option, verbose_option, version_option
 from aqa_pipeline.encoders.registry import ENCODERS, default_encoder
 from aqa_pipeline.video.presets import DATASET_PRESETS, NORMALISATIONS, PAD_POLICIES, PRESETS
 
@@ -84,8 +85,7 @@ Re-running the same command resumes: finished videos are skipped. Failures are l
 @click.option(
     "--pad", type=click.Choice(PAD_POLICIES), help="How short samples are filled (default repeat_last)."
 )
-@click.option("--device", help="cpu, cuda or cuda:N (default cpu).")
-@click.option("--gpu", type=int, help="Alias of --device cuda:N.")
+@device_option()
 @click.option("--cpu", is_flag=True, help="Alias of --device cpu.")
 @click.option(
     "--batch-size",
@@ -188,7 +188,10 @@ Re-running the same command resumes: finished videos are skipped. Failures are l
     help="Margin added on each side of a clip's union box, as a fraction of its longer side.",
 )
 @click.argument("more_videos", nargs=-1, metavar="[VIDEO ...]", type=click.Path(dir_okay=False))
-def main(**options) -> None:
+@verbose_option
+@json_option
+@version_option
+def main(as_json: bool, **options) -> None:
     """Extract frozen-encoder clip features into a resumable, sharded feature store.
 
     Give either --dataset with --video-root (labels and splits come from the dataset manifest), or --videos.
@@ -227,7 +230,7 @@ def main(**options) -> None:
     except KeyboardInterrupt:
         click.echo("\ninterrupted: finished videos are kept; re-run the same command to resume", err=True)
         sys.exit(130)
-    _report(summary)
+    _report(summary, as_json)
 
 
 @dataclass(frozen=True)
@@ -261,7 +264,9 @@ class ExtractRequest:
             raise click.UsageError("give either --dataset (with --video-root) or --videos PATH [PATH ...]")
         if o["dataset"] and not o["video_root"]:
             raise click.UsageError("--dataset needs --video-root DIR (the folder of its source videos)")
-        device = _device(o.pop("device"), o.pop("gpu"), o.pop("cpu"))
+        device = o.pop("device")
+        if o.pop("cpu") and device != "cpu":
+            raise click.UsageError(f"--cpu and --device {device} disagree")
         maps, endpoint = o.pop("maps"), o.pop("maps_endpoint")
         core = {k: o.pop(k) for k in ("dataset", "video_root", "store", "encoder", "normalisation", "pad",
                                       "batch_size", "workers", "threads", "num_shards", "shard_index", "limit",
@@ -299,21 +304,6 @@ class ExtractRequest:
         return chosen
 
 
-def _device(device: str | None, gpu: int | None, cpu: bool) -> str:
-    """--device, or its aliases --gpu N / --cpu; CUDA must exist when asked for."""
-    given = [v for v in (device, None if gpu is None else f"cuda:{gpu}", "cpu" if cpu else None) if v]
-    if len(set(given)) > 1:
-        raise click.UsageError(f"--device, --gpu and --cpu disagree: {', '.join(given)}")
-    chosen = given[0] if given else "cpu"
-    if chosen != "cpu" and not (chosen == "cuda" or chosen.startswith("cuda:") and chosen[5:].isdigit()):
-        raise click.BadParameter(f"{chosen!r}: use cpu, cuda or cuda:N", param_hint="--device")
-    import torch
-
-    if chosen != "cpu" and not torch.cuda.is_available():
-        raise click.UsageError(f"--device {chosen}: CUDA is not available on this machine (use --device cpu)")
-    return chosen
-
-
 def _load_encoder(name: str, request: ExtractRequest, preset):
     """The encoder with real weights (never random from the command line), checked against the preset."""
     from aqa_pipeline.encoders.registry import check_normalisation, load_encoder
@@ -331,7 +321,11 @@ def _load_encoder(name: str, request: ExtractRequest, preset):
     return encoder
 
 
-def _report(summary) -> None:
+def _report(summary, as_json: bool) -> None:
+    if as_json:
+        fields = ("done", "skipped", "failed", "padded", "clips", "seconds", "failures_path")
+        echo_json({name: getattr(summary, name) for name in fields})
+        sys.exit(1 if summary.failed else 0)
     click.echo(
         f"{len(summary.done)} videos extracted ({summary.clips} clips, {summary.clips_per_second:.1f} clips/s), "
         f"{summary.skipped} already done, {len(summary.failed)} failed"
