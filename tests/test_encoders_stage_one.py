@@ -151,3 +151,42 @@ def test_cli_defaults_and_refusals(tmp_path, weights_dir, data_dir, monkeypatch)
 
 def _offline(*args, **kwargs):
     raise OSError("no network in tests")
+
+
+def test_a_model_trained_on_the_released_fisv_features_scores_our_swin_extraction(
+    data_dir, tmp_path, monkeypatch
+):
+    """The GDLT release and our swin3d-b + gdlt extraction declare one recipe, so a run trained on the release
+    scores a new video. The official checkpoint is absent here: a RANDOM Swin-B saved under its file name stands in
+    (the features are meaningless; what is tested is that the recipe is found, run and accepted)."""
+    from torchvision.models.video import swin3d_b
+
+    from aqa_pipeline.cli.import_features import release_provenance
+    from aqa_pipeline.manifests import Manifest, load_manifest
+    from aqa_pipeline.store.importer import import_npy_features
+    from aqa_pipeline.store.schema import incompatibilities
+
+    fisv = load_manifest("fis-v")
+    subset = Manifest("fis-v", [row for row in fisv.rows if row.split == "train"][:40], fisv.subscore_names)
+    release_dir = data_dir / "fisv" / "swintx_avg_fps25_clip32"
+    provenance = release_provenance("gdlt-vst", str(release_dir))
+    import_npy_features(
+        subset, release_dir, tmp_path / "fisv.h5", kind="vst", provenance=provenance, progress=False
+    )
+    run(tmp_path / "fisv.h5", FitConfig(head="ridge", target="tes", cv=2, progress=False), tmp_path / "run")
+
+    torch.manual_seed(0)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    torch.save(swin3d_b().state_dict(), weights / "swin_base_patch244_window877_kinetics600_22k.pth")
+    monkeypatch.setenv("AQA_WEIGHTS_DIR", str(weights))
+    encoder = load_encoder("swin3d-b")  # found by the official file name
+    jobs = jobs_from_paths([data_dir / "videos" / "mtl_aqa_dive_sample.mp4"])
+    _extract(jobs, tmp_path / "mine.h5", encoder, preset=get_preset("gdlt"))
+    scored = predict_store(tmp_path / "run", tmp_path / "mine.h5")
+    assert len(scored) == 1 and np.isfinite(scored[0]["prediction"])
+
+    ours = FeatureStore(tmp_path / "mine.h5").provenance("vst")
+    assert incompatibilities("vst", provenance, ours) == []
+    assert incompatibilities("vst", provenance, {**ours, "normalisation": "minus1_1"})
+    assert incompatibilities("vst", provenance, {**ours, "weights": "swin3d_b_kinetics400_22k"})

@@ -145,25 +145,34 @@ class FrozenEncoder(ABC):
 
     def provenance(self, preset: Preset) -> dict[str, KindProvenance]:
         """The provenance of every kind this encoder writes with ``preset``, written once into the store."""
-        weights = self.weights
-        common = dict(
-            encoder=self.name,
-            preset=preset.name,
-            weights=weights.name or (weights.path or RANDOM_WEIGHTS),
-            weights_sha256=weights.sha256 or RANDOM_WEIGHTS,
-            weights_converter=weights.converter or "none",
-            transform=json.dumps(preset.describe(), sort_keys=True),
-            clip_len=preset.clip_len,
-            fps=preset.target_fps or "native",
-            frame_rate=preset.frame_rate_note(),
-            normalisation=self.normalisation,
-            clip_starts=list(preset.clip_starts) if preset.clip_starts else f"tiled every {preset.clip_len}",
-            times="source-video frame index of each clip's first frame",
-            padding=f"{preset.pad} (per-video count in the feature attribute padded_frames)",
-        )
         return {
-            out.kind: KindProvenance(
-                **common, dim=out.dim, dtype=out.dtype, layer=out.layer, pooling=out.pooling, extra=out.extra
-            )
+            out.kind: kind_provenance(self.name, out, self.weights, self.normalisation, preset)
             for out in self.outputs(preset)
         }
+
+
+def kind_provenance(
+    encoder: str, output: OutputKind, weights: LoadedWeights, normalisation: str, preset: Preset
+) -> KindProvenance:
+    """The record of one kind made by ``encoder`` with ``weights`` on ``preset``'s clips (also what a published
+    release made the same way declares, so its features and ours are recognised as the same recipe)."""
+    return KindProvenance(
+        encoder=encoder,
+        preset=preset.name,
+        weights=weights.name or (weights.path or RANDOM_WEIGHTS),
+        weights_sha256=weights.sha256 or RANDOM_WEIGHTS,
+        weights_converter=weights.converter or "none",
+        transform=json.dumps(preset.describe(), sort_keys=True),
+        clip_len=preset.clip_len,
+        fps=preset.target_fps or "native",
+        frame_rate=preset.frame_rate_note(),
+        normalisation=normalisation,
+        clip_starts=list(preset.clip_starts) if preset.clip_starts else f"tiled every {preset.clip_len}",
+        times="source-video frame index of each clip's first frame",
+        padding=f"{preset.pad} (per-video count in the feature attribute padded_frames)",
+        dim=output.dim,
+        dtype=output.dtype,
+        layer=output.layer,
+        pooling=output.pooling,
+        extra=output.extra,
+    )

@@ -28,8 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from aqa_pipeline.encoders.base import Encoded, FrozenEncoder, LoadedWeights, OutputKind
+from aqa_pipeline.encoders.base import Encoded, FrozenEncoder, LoadedWeights, OutputKind, kind_provenance
 from aqa_pipeline.encoders.weights import load_label_file, resolve_weights, sha256_of
+from aqa_pipeline.store.schema import PUBLISHED_FEATURES, KindProvenance
 from aqa_pipeline.video.presets import Preset
 
 
@@ -66,6 +67,20 @@ _OFFICIAL_SHAPES = {
     (128, (2, 2, 18, 2)): "swin3d_b",
 }
 OFFICIAL_CONVERTER = "aqa_pipeline.encoders.swin:official_to_torchvision"
+LAYER = "last stage after the final LayerNorm"
+POOLING = "adaptive average over (T/2, H/32, W/32)"
+
+
+def gdlt_release_provenance() -> KindProvenance:
+    """GDLT's published Fis-V / RG features (``swintx_avg_fps25_clip32``): the record our own ``swin3d-b`` +
+    ``gdlt`` extraction writes, with the weights named but unhashed (the release ships features, not the file),
+    so a model trained on the release scores videos we extract."""
+    from aqa_pipeline.video.presets import get_preset
+
+    release = {"release": "GDLT (CVPR'22) swintx_avg_fps25_clip32", "source_fps": 25}  # Fis-V and RG: 25 fps
+    output = OutputKind("vst", 1024, LAYER, POOLING, extra=release)
+    weights = LoadedWeights("vst_b_kinetics600_22k", None, PUBLISHED_FEATURES)
+    return kind_provenance("swin3d-b", output, weights, "imagenet", get_preset("gdlt"))
 
 
 def _build_torchvision(arch: str, **kwargs: Any) -> nn.Module:
@@ -151,14 +166,7 @@ class VideoSwinEncoder(FrozenEncoder):
         return names
 
     def outputs(self, preset: Preset) -> list[OutputKind]:
-        return [
-            OutputKind(
-                self.primary_kind,
-                self.info.dim,
-                "last stage after the final LayerNorm",
-                "adaptive average over (T/2, H/32, W/32)",
-            )
-        ]
+        return [OutputKind(self.primary_kind, self.info.dim, LAYER, POOLING)]
 
     def _forward(self, x: torch.Tensor, with_logits: bool) -> Encoded:
         features = self.network(x)

@@ -53,6 +53,8 @@ def clip_seconds(provenance: dict | None) -> float | None:
     candidates = [provenance, *[v for v in provenance.values() if isinstance(v, dict)]]
     for candidate in candidates:
         fps = candidate.get("fps")
+        if fps == "native":  # clips at the source's own rate: a release states it as source_fps
+            fps = candidate.get("source_fps")
         step = candidate.get("stride") or candidate.get("clip_len")
         try:
             fps, step = float(fps), float(step)

@@ -41,6 +41,8 @@ COMPATIBILITY_FIELDS = (
     "fps",
     "normalisation",
 )
+# The weights hash of imported features: the release names its checkpoint but ships no file to hash.
+PUBLISHED_FEATURES = "unknown (published features)"
 
 
 class StoreError(Exception):
@@ -136,7 +138,11 @@ def read_attrs(node) -> dict[str, Any]:
 def incompatibilities(kind: str, existing: dict[str, Any], incoming: dict[str, Any]) -> list[str]:
     """Human-readable differences that forbid mixing two provenance records of one feature kind."""
     problems = []
+    published = PUBLISHED_FEATURES in (existing.get("weights_sha256"), incoming.get("weights_sha256"))
+    same_checkpoint = published and existing.get("weights") == incoming.get("weights")
     for key in COMPATIBILITY_FIELDS:
+        if key == "weights_sha256" and same_checkpoint:
+            continue  # a release made with the named checkpoint: only the name can be compared
         if key in existing or key in incoming:
             a, b = existing.get(key), incoming.get(key)
             if a != b:
