@@ -12,7 +12,6 @@ default, the test split only under the clearly labelled paper protocol.
 from __future__ import annotations
 
 import copy
-import io
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -271,18 +270,14 @@ class TorchHead(Head):
         return np.take(array, np.arange(int(lengths[role][row])), axis=axis)
 
     def state_dict(self) -> dict[str, Any]:
-        buffer = io.BytesIO()
-        torch.save(self.model.state_dict(), buffer)
-        return {"config": self.config, "model": buffer.getvalue(), "extra": self.extra_state()}
+        return {"config": self.config, "model": self.model.state_dict(), "extra": self.extra_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.config = state["config"]
         self.load_extra_state(state["extra"])
         self.device = torch.device("cpu")
         self.model = self.build(self.train_data)
-        self.model.load_state_dict(
-            torch.load(io.BytesIO(state["model"]), map_location="cpu", weights_only=True)
-        )
+        self.model.load_state_dict(state["model"])
 
     def extra_state(self) -> dict[str, Any]:
         """Non-parameter state needed at prediction. Heads that compare with training videos at test time

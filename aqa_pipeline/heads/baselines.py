@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,6 +38,54 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     weights = mask.to(x.dtype)
     total = torch.bmm(weights.unsqueeze(1), x).squeeze(1)  # no (B, T, D) temporary
     return total / weights.sum(1, keepdim=True).clamp(min=1.0)
+
+
+@dataclass
+class FittedPooledModel:
+    """A fitted scaler + linear or kernel regressor as plain arrays: what the checkpoint holds (no pickled
+    estimator), and the one prediction path, so a saved model predicts exactly as it did when trained."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    intercept: float
+    coef: np.ndarray | None = None  # linear models
+    support: np.ndarray | None = (
+        None  # kernel SVR: support vectors (scaled space) and their dual coefficients
+    )
+    dual: np.ndarray | None = None
+    kernel: str = "linear"
+    kernel_params: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_pipeline(cls, pipeline) -> FittedPooledModel:
+        scaler, estimator = pipeline.steps[0][1], pipeline.steps[-1][1]
+        common = dict(
+            mean=scaler.mean_, scale=scaler.scale_, intercept=float(np.ravel(estimator.intercept_)[0])
+        )
+        kernel = getattr(estimator, "kernel", "linear")
+        if kernel == "linear":
+            return cls(**common, coef=np.ravel(estimator.coef_))
+        params = {
+            "gamma": float(estimator._gamma),
+            "degree": int(estimator.degree),
+            "coef0": float(estimator.coef0),
+        }
+        return cls(**common, support=estimator.support_vectors_, dual=np.ravel(estimator.dual_coef_),
+                   kernel=kernel, kernel_params=params)  # fmt: skip
+
+    def predict(self, pooled: np.ndarray) -> np.ndarray:
+        scaled = (pooled - self.mean) / self.scale
+        if self.coef is not None:
+            return scaled @ self.coef + self.intercept
+        from sklearn.metrics.pairwise import pairwise_kernels
+
+        params = {k: v for k, v in self.kernel_params.items() if k in _KERNEL_PARAMS[self.kernel]}
+        return (
+            pairwise_kernels(scaled, self.support, metric=self.kernel, **params) @ self.dual + self.intercept
+        )
+
+
+_KERNEL_PARAMS = {"rbf": {"gamma"}, "poly": {"gamma", "degree", "coef0"}, "sigmoid": {"gamma", "coef0"}}
 
 
 class _SklearnPooledHead(Head):
@@ -73,7 +122,7 @@ class _SklearnPooledHead(Head):
             scoring="neg_mean_squared_error",
         )
         search.fit(pool_sequences(train.x, self.config["pooling"]), train.y)
-        self.model_ = search.best_estimator_
+        self.model_ = FittedPooledModel.from_pipeline(search.best_estimator_)
         self.best_params_ = {k.split("__", 1)[1]: v for k, v in search.best_params_.items()}
         return History(seconds=time.perf_counter() - started)
 
@@ -81,10 +130,11 @@ class _SklearnPooledHead(Head):
         return Prediction(self.model_.predict(pool_sequences(data.x, self.config["pooling"])))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "model": self.model_, "best_params": self.best_params_}
+        return {"config": self.config, "model": asdict(self.model_), "best_params": self.best_params_}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.config, self.model_, self.best_params_ = state["config"], state["model"], state["best_params"]
+        self.config, self.best_params_ = state["config"], state["best_params"]
+        self.model_ = FittedPooledModel(**state["model"])
 
 
 @register_head("svr")

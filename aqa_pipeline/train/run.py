@@ -32,6 +32,7 @@ from aqa_pipeline import __version__
 from aqa_pipeline.heads.base import Head
 from aqa_pipeline.heads.registry import get_head
 from aqa_pipeline.store import FeatureSet, FeatureStore, StoreError
+from aqa_pipeline.train.checkpoint import from_plain, load_checkpoint, save_checkpoint
 from aqa_pipeline.train.data import SequenceData
 from aqa_pipeline.train.labels import LabelTransform
 from aqa_pipeline.train.metrics import mean_over_seeds, per_class_metrics, regression_metrics, summarise
@@ -383,8 +384,6 @@ def write_run_dir(
     result: RunResult,
     transform: LabelTransform | None,
 ) -> None:
-    import torch
-
     from aqa_pipeline.report.run_plots import plot_scatter, plot_training_curves
 
     head_cls = get_head(config.head)
@@ -418,15 +417,13 @@ def write_run_dir(
         for vid, arrays in result.explanations.items():
             np.savez_compressed(folder / f"{vid}.npz", **{k: np.asarray(v) for k, v in arrays.items()})
     if result.head is not None:
-        torch.save(
-            {
-                "head": config.head,
-                "state": result.head.state_dict(),
-                "label_transform": transform.to_dict() if transform else None,
-                "config": resolved,
-            },
-            out / "model.pt",
-        )
+        payload = {
+            "head": config.head,
+            "state": result.head.state_dict(),
+            "label_transform": transform.to_dict() if transform else None,
+            "config": resolved,
+        }
+        save_checkpoint(payload, out / "model.pt")
     if any(h["train_loss"] for h in result.histories):  # closed-form heads have no epochs to draw
         plot_training_curves(result.histories, out / "training_curve.png")
     plot_scatter(result.predictions, out / "scatter.png", title=f"{config.head} · {config.target}")
@@ -444,13 +441,13 @@ def predict_store(
     run_dir: str | Path, store_path: str | Path, split: str | None = None
 ) -> list[dict[str, Any]]:
     """Score the videos of another store with a saved run's model (refusing incompatible features)."""
-    import torch
-
     from aqa_pipeline.store.schema import incompatibilities
 
     run_dir = Path(run_dir)
-    # Our own run directory: a trusted local artefact holding numpy arrays and the head's config.
-    checkpoint = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=False)
+    # Plain tensors and data only: a shared (or crafted) model.pt cannot run code when loaded.
+    raw = load_checkpoint(run_dir / "model.pt")
+    transform = LabelTransform(**from_plain(raw["label_transform"]))
+    checkpoint = from_plain(raw, to_working=transform.forward)
     resolved = checkpoint["config"]
     fit = FitConfig.from_dict(resolved["fit"])
     head_cls = get_head(checkpoint["head"])
@@ -464,7 +461,6 @@ def predict_store(
             )
     data = store.load(kinds, split=split, dtype=np.float32)
     loaded = LoadedData(data, None, resolved["primary_feature"], resolved["extras"], store.dataset)
-    transform = LabelTransform(**checkpoint["label_transform"])
     head = head_cls()
     head.load_state_dict(checkpoint["state"])
     # Unlabelled videos simply get NaN targets; the head's own options shape its inputs as in training.
