@@ -7,6 +7,8 @@ import time
 
 import click
 
+from aqa_pipeline.cli.errors import AqaCommand
+
 # What the published feature releases are, so their provenance is recorded without the user typing it.
 RELEASES = {
     "gdlt-vst": {
@@ -24,7 +26,9 @@ RELEASES = {
 }
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(
+    cls=AqaCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
 @click.option(
     "--dataset", required=True, help="Manifest name (fis-v, rhythmic-gymnastics, ...) or a manifest CSV path."
 )

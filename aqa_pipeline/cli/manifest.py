@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
+from aqa_pipeline.cli.errors import AqaGroup
 from aqa_pipeline.manifests import DATASETS  # light: the module defers scipy to the AQA-7 builder
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=AqaGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Build and inspect dataset manifests (one CSV per dataset: ids, splits, scores, sub-scores).
 
@@ -53,17 +54,14 @@ def build(dataset: str, annotations_dir: str, out: str | None) -> None:
     """
     import warnings
 
-    from aqa_pipeline.manifests import ManifestError, build_manifest, manifest_path, write_manifest
+    from aqa_pipeline.manifests import build_manifest, manifest_path, write_manifest
 
     if dataset == "all" and out is not None:
         raise click.UsageError("--out names one file; with --dataset all, set $AQA_MANIFEST_DIR instead")
     for name in DATASETS if dataset == "all" else (dataset,):
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                manifest = build_manifest(name, annotations_dir)
-        except ManifestError as error:
-            raise click.ClickException(str(error)) from error
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            manifest = build_manifest(name, annotations_dir)
         for warning in caught:
             click.echo(f"warning: {warning.message}", err=True)
         path = write_manifest(manifest, out or manifest_path(name))
@@ -84,12 +82,9 @@ def show(name: str) -> None:
     """
     from collections import Counter
 
-    from aqa_pipeline.manifests import LEADING_COLUMNS, ManifestError, load_manifest
+    from aqa_pipeline.manifests import LEADING_COLUMNS, load_manifest
 
-    try:
-        manifest = load_manifest(name)
-    except ManifestError as error:
-        raise click.ClickException(str(error)) from error
+    manifest = load_manifest(name)
     scores = [row.score for row in manifest.rows]
     click.echo(f"manifest   {manifest.name} ({manifest.source})")
     click.echo(f"samples    {len(manifest)}")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from aqa_pipeline.cli.errors import AqaCommand
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.command(cls=AqaCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--out",
@@ -24,8 +26,5 @@ def main(run_dir: str, out_dir: str | None) -> None:
     """
     from aqa_pipeline.report.explain import write_report
 
-    try:
-        index = write_report(run_dir, out_dir)
-    except (FileNotFoundError, ValueError) as error:
-        raise click.ClickException(str(error)) from error
+    index = write_report(run_dir, out_dir)
     click.echo(f"report: {index}")
