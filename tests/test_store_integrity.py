@@ -331,3 +331,23 @@ def test_repair_moves_an_unreadable_shard_aside(tmp_path):
     assert "unreadable" in "\n".join(check_store(store).lines())
     repair_store(store)
     assert FeatureStore(store).load("i3d").ids == ["a"] and check_store(store).ok
+
+
+HOLD_OPEN = "import sys, time, h5py; handle = h5py.File(sys.argv[1], 'r+'); print('open', flush=True); time.sleep(30)"
+
+
+@pytest.mark.skipif(
+    os.environ.get("HDF5_USE_FILE_LOCKING", "").upper() == "FALSE", reason="needs HDF5's own file locking"
+)
+def test_a_shard_held_open_elsewhere_is_reported_as_locked_not_corrupt(tmp_path):
+    store = tmp_path / "features.h5"
+    _write(store, ["a"])
+    shard = next(shards_dir(store).glob("*.h5"))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_OPEN, str(shard)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreError, match="is locked by another process"):
+            FeatureStore(store).load("i3d")
+    finally:
+        holder.kill()
+        holder.wait()

@@ -91,3 +91,7 @@ def main(
     # Videos of the requested splits without a file are expected for partial releases (e.g. train only).
     click.echo(report.summary())
     click.echo(json.dumps({"store": store, "kind": kind, "seconds": round(time.perf_counter() - started, 2)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -29,10 +29,7 @@ def check(store: str) -> None:
     """Verify every shard and video checksum; exit status 1 when anything is corrupt or inconsistent."""
     from aqa_pipeline.store.doctor import check_store
 
-    health = check_store(store)
-    click.echo("\n".join(health.lines()))
-    if not health.ok:
-        sys.exit(1)
+    _report_health(check_store(store))
 
 
 @main.command()
@@ -43,7 +40,11 @@ def repair(store: str) -> None:
 
     for action in repair_store(store):
         click.echo(action)
-    health = check_store(store)
+    _report_health(check_store(store))
+
+
+def _report_health(health) -> None:
+    """Print a check's findings; exit status 1 when the store still has problems."""
     click.echo("\n".join(health.lines()))
     if not health.ok:
         sys.exit(1)

@@ -98,7 +98,7 @@ def _index_problem(index: Path, expected: dict[str, list[tuple[str, str]]]) -> s
         store = FeatureStore(index)
     except StoreError as error:
         return f"index: {error}"
-    actual = {kind: sorted(store._catalog[kind]) for kind in store.kinds}
+    actual = {kind: sorted(store.entries(kind)) for kind in store.kinds}
     return None if actual == expected else "index: out of date with the shards"
 
 

@@ -94,6 +94,11 @@ class FeatureStore:
     def kinds(self) -> list[str]:
         return sorted(self._catalog)
 
+    def entries(self, kind: str) -> list[tuple[str, str]]:
+        """The index's (video id, shard file) rows of one kind."""
+        self._require_kind(kind)
+        return list(self._catalog[kind])
+
     def provenance(self, kind: str) -> dict[str, Any]:
         self._require_kind(kind)
         return dict(self._provenance[kind])
