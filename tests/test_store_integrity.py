@@ -87,10 +87,52 @@ def test_a_shard_is_never_replaced_by_one_with_fewer_videos(tmp_path):
     _write(store, ["a", "b"])
     writer = StoreWriter(store, {"i3d": PROV}, dataset="toy")
     writer.open()
-    del writer._file["videos"]["a"]  # what a buggy or damaged resume would look like
-    with pytest.raises(StoreError, match="refusing to replace .* missing"):
+    del writer._file["videos"]["a"]  # what a damaged working copy would look like
+    writer.write("c", {"i3d": _feature(5)}, _labels(2))
+    writer.close()
+    data = FeatureStore(store).load("i3d")
+    assert data.ids == ["a", "b", "c"] and np.array_equal(data.features["i3d"][0], _feature(3, seed=0).data)
+
+
+def test_a_lost_video_that_is_also_corrupt_in_the_shard_blocks_publishing(tmp_path):
+    store = tmp_path / "features.h5"
+    _write(store, ["a", "b"])
+    writer = StoreWriter(store, {"i3d": PROV}, dataset="toy")
+    writer.open()
+    del writer._file["videos"]["a"]
+    _flip_bytes_of(store, "a")
+    with pytest.raises(StoreError, match="refusing to replace .* 'a' is missing .* corrupt in the shard"):
         writer.close()
-    assert FeatureStore(store).video_ids() == ["a", "b"]
+    assert FeatureStore(store).video_ids() == ["a", "b"], "the published state is untouched"
+
+
+def test_another_layout_published_meanwhile_is_refused_at_close(tmp_path):
+    store = tmp_path / "features.h5"
+    early = StoreWriter(store, {"i3d": PROV}, dataset="toy", shard_index=0, num_shards=2)
+    early.open()
+    early.write("a", {"i3d": _feature(3)}, _labels(0))
+    _write(store, ["b"], shard=0, shards=3)  # a concurrent run with another --num-shards finishes first
+    with pytest.raises(
+        StoreError, match="would write shard i3d-00000-of-00002.h5, but i3d-00000-of-00003.h5"
+    ):
+        early.close()
+    assert FeatureStore(store).video_ids() == ["b"]
+
+
+def test_two_concurrent_writers_with_other_presets_cannot_both_publish(tmp_path):
+    store = tmp_path / "features.h5"
+    first = StoreWriter(store, {"i3d": PROV}, dataset="toy", shard_index=0, num_shards=2)
+    second = StoreWriter(store, {"i3d": {**PROV, "preset": "x"}}, dataset="toy", shard_index=1, num_shards=2)
+    first.open()
+    second.open()  # both pass the open-time checks: nothing is published yet
+    first.write("a", {"i3d": _feature(3)}, _labels(0))
+    second.write("b", {"i3d": _feature(3)}, _labels(1))
+    first.close()
+    with pytest.raises(StoreError, match="incompatible 'i3d' features"):
+        second.close()
+    assert FeatureStore(store).video_ids() == ["a"]
+    with pytest.raises(StoreError, match="delete i3d-00001-of-00002.h5.partial to start over"):
+        StoreWriter(store, {"i3d": PROV}, dataset="toy", shard_index=1, num_shards=2).open()
 
 
 # -- --out --------------------------------------------------------------------------------------------------------
@@ -333,7 +375,9 @@ def test_repair_moves_an_unreadable_shard_aside(tmp_path):
     assert FeatureStore(store).load("i3d").ids == ["a"] and check_store(store).ok
 
 
-HOLD_OPEN = "import sys, time, h5py; handle = h5py.File(sys.argv[1], 'r+'); print('open', flush=True); time.sleep(30)"
+HOLD_OPEN = (
+    "import sys, time, h5py; handle = h5py.File(sys.argv[1], 'r+'); print('open', flush=True); time.sleep(30)"
+)
 
 
 @pytest.mark.skipif(
@@ -343,7 +387,9 @@ def test_a_shard_held_open_elsewhere_is_reported_as_locked_not_corrupt(tmp_path)
     store = tmp_path / "features.h5"
     _write(store, ["a"])
     shard = next(shards_dir(store).glob("*.h5"))
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_OPEN, str(shard)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OPEN, str(shard)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "open"
         with pytest.raises(StoreError, match="is locked by another process"):

@@ -53,7 +53,9 @@ def open_shard(path: Path) -> h5py.File:
     except OSError as error:
         if "unable to lock" in str(error).lower():
             raise StoreError(f"shard {path} is locked by another process: {error}") from error
-        raise StoreError(f"shard {path} is unreadable (truncated or corrupt): {error}") from error
+        raise StoreError(
+            f"shard {path} is unreadable (truncated or corrupt): {error}; `aqa-store repair` moves it aside"
+        ) from error
     if not handle.attrs.get("complete", False):
         handle.close()
         raise StoreError(f"shard {path} is not marked complete; it was not written by a finished writer")

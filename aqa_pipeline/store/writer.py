@@ -190,7 +190,8 @@ class StoreWriter:
             raise StoreError(
                 f"{self.partial_path} was started with different feature settings "
                 f"({'; '.join(problems) or f'kinds {sorted(existing)} vs {sorted(self.kinds)}'}); "
-                "finish it with the original settings or write to another store"
+                f"finish it with the original settings, delete {self.partial_path.name} to start over, or write "
+                "to another store"
             )
 
     def _init_file(self, handle: h5py.File) -> None:
@@ -224,26 +225,48 @@ class StoreWriter:
             self.abort()
 
     def _verify_before_publish(self) -> None:
-        videos = self._require_open()["videos"]
-        for video_id in videos:
-            problems = video_problems(videos[video_id])
-            if problems:
-                raise StoreError(
-                    f"video {video_id!r} in {self.partial_path} is corrupt: {'; '.join(problems)}"
-                )
+        """Corrupt videos are left out (a re-run redoes them); videos the published shard holds are kept."""
+        handle = self._require_open()
+        before = set(self.done_ids())
+        self._drop_unfinished_videos(handle)
+        for video_id in sorted(before - set(self.done_ids())):
+            self.record_failure(
+                video_id, "its bytes did not match their checksum after writing; re-run to redo it"
+            )
         if self.final_path.exists():
-            with h5py.File(self.final_path, "r") as published:
-                lost = set(published["videos"]) - set(self.done_ids()) - self._discarded
-            if lost:
-                raise StoreError(
-                    f"refusing to replace {self.final_path}: {len(lost)} of its videos (e.g. {sorted(lost)[:3]}) "
-                    f"are missing from {self.partial_path}"
+            self._restore_from_published(handle)
+
+    def _restore_from_published(self, handle: h5py.File) -> None:
+        """Never replace a shard by one with fewer videos: copy back any the working copy lost."""
+        with h5py.File(self.final_path, "r") as published:
+            old = published["videos"]
+            for video_id in old:
+                if (
+                    video_id in self._discarded
+                    or self.is_done(video_id)
+                    or not old[video_id].attrs.get("complete")
+                ):
+                    continue
+                if video_problems(old[video_id]):
+                    raise StoreError(
+                        f"refusing to replace {self.final_path}: video {video_id!r} is missing from "
+                        f"{self.partial_path} and corrupt in the shard; run `aqa-store repair`"
+                    )
+                if video_id in handle["videos"]:
+                    del handle["videos"][video_id]
+                published.copy(old[video_id], handle["videos"], name=video_id)
+                log.warning(
+                    "video %s was missing from %s; copied back from %s",
+                    video_id,
+                    self.partial_path,
+                    self.final_path,
                 )
 
     def _publish(self) -> None:
         with index_lock(self.store_path):
             remove_stale_temps(self.store_path)
             shards = {p.name: p for p in complete_shards(self.store_path) if p != self.final_path}
+            _check_layout(self.final_path.name, list(shards))  # a writer of another layout may have published
             catalog = scan_shards({**shards, self.final_path.name: self.partial_path})
             self.partial_path.replace(self.final_path)
             write_index(self.store_path, catalog)
