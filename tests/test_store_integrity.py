@@ -197,6 +197,14 @@ def test_another_preset_for_one_shard_is_refused_at_open(tmp_path):
     assert FeatureStore(store).video_ids() == ["a", "b"]
 
 
+def test_other_settings_for_a_finished_shard_are_refused_before_copying_it(tmp_path):
+    store = tmp_path / "features.h5"
+    _write(store, ["a"])
+    with pytest.raises(StoreError, match=r"i3d-00000-of-00001.h5 was written with different .*preset"):
+        StoreWriter(store, {"i3d": {**PROV, "preset": "other"}}, dataset="toy").open()
+    assert not list(shards_dir(store).glob("*.partial*"))
+
+
 def test_a_duplicate_or_relabelled_video_fails_alone_and_the_shard_publishes(tmp_path):
     store = tmp_path / "features.h5"
     _write(store, ["a", "b"], shard=0, shards=2)

@@ -27,7 +27,14 @@ import numpy as np
 
 from aqa_pipeline import __version__
 from aqa_pipeline.store.diskspace import require_space
-from aqa_pipeline.store.index import Catalog, complete_shards, remove_stale_temps, scan_shards, write_index
+from aqa_pipeline.store.index import (
+    Catalog,
+    complete_shards,
+    open_shard,
+    remove_stale_temps,
+    scan_shards,
+    write_index,
+)
 from aqa_pipeline.store.integrity import CHECKSUM_ATTR, checksum, video_problems
 from aqa_pipeline.store.locks import ShardLock, index_lock
 from aqa_pipeline.store.names import check_kind, check_store_path, check_video_id
@@ -105,6 +112,9 @@ class StoreWriter:
         others = {p.name: p for p in complete_shards(self.store_path) if p != self.final_path}
         _check_layout(self.final_path.name, list(others))
         catalog = scan_shards(others)
+        if self.final_path.exists():
+            with open_shard(self.final_path) as handle:
+                self._check_settings(handle)
         for kind, prov in self.kinds.items():
             problems = incompatibilities(kind, catalog.provenance.get(kind, prov), prov)
             if problems:
@@ -180,6 +190,7 @@ class StoreWriter:
                 del videos[video_id]
 
     def _check_settings(self, handle: h5py.File) -> None:
+        """The shard or partial file on disk was written with this writer's kinds and provenance."""
         existing = json.loads(handle.attrs.get("kinds", "{}"))
         problems = [
             p
@@ -187,11 +198,12 @@ class StoreWriter:
             for p in incompatibilities(kind, existing.get(kind, {}), self.kinds[kind])
         ]
         if sorted(existing) != sorted(self.kinds) or problems:
+            path = Path(handle.filename)
+            restart = f", delete {path.name} to start over" if path == self.partial_path else ""
             raise StoreError(
-                f"{self.partial_path} was started with different feature settings "
+                f"{path} was written with different feature settings "
                 f"({'; '.join(problems) or f'kinds {sorted(existing)} vs {sorted(self.kinds)}'}); "
-                f"finish it with the original settings, delete {self.partial_path.name} to start over, or write "
-                "to another store"
+                f"re-run with the original settings{restart}, or write to another store"
             )
 
     def _init_file(self, handle: h5py.File) -> None:
