@@ -33,7 +33,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import pickle
 import re
 import warnings
 from collections import Counter
@@ -43,6 +42,7 @@ from functools import cached_property
 from pathlib import Path
 
 from .paths import manifest_dir
+from .safe_pickle import load_annotation_pickle
 
 DATASETS = ("mtl-aqa", "aqa-7", "finediving", "rhythmic-gymnastics", "fis-v", "mit-skating")
 SPLITS = ("train", "test")
@@ -293,8 +293,7 @@ def _require(annotations_dir: Path, filename: str, dataset: str) -> Path:
 
 
 def _load_pickle(path: Path) -> object:
-    with open(path, "rb") as handle:
-        return pickle.load(handle)
+    return load_annotation_pickle(path)
 
 
 def _judges(scores: Iterable[float]) -> dict[str, float]:

@@ -143,6 +143,8 @@ def test_cli_defaults_and_refusals(tmp_path, weights_dir, data_dir, monkeypatch)
         extract_cli, [*base, "--encoder", "mobilenet-v2", "--weights", weights, "--show-pred"]
     )
     assert result.exit_code == 2 and "no classifier" in result.output
+    result = runner.invoke(extract_cli, ["--videos", video, "--out", video])
+    assert result.exit_code == 1 and "one of the input files" in result.output
     result = runner.invoke(extract_cli, [*base, "--device", "tpu"])
     assert result.exit_code == 2 and "expected cpu, cuda" in result.output
     assert not (tmp_path / "x.h5").exists()

@@ -146,8 +146,11 @@ def test_duplicate_ids_are_refused(tmp_path):
         writer.write("a", {"i3d": _feature(3)}, {"split": "train"})
         with pytest.raises(StoreError, match="duplicate id"):
             writer.write("a", {"i3d": _feature(3)}, {"split": "train"})
-    with pytest.raises(StoreError, match=r"video 'a' feature 'i3d' is in both"):
-        _write(store, ["a"], shard=1, shards=2)
+    with pytest.raises(
+        StoreError, match=r"would write shard i3d-00001-of-00002.h5, but i3d-00000-of-00001.h5"
+    ):
+        _write(store, ["a"], shard=1, shards=2)  # another shard count: refused before any work
+    assert FeatureStore(store).video_ids() == ["a"]
 
 
 def test_truncated_shard_is_reported_by_file_name(tmp_path):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import click
 
 from aqa_pipeline.cli.common import device_option, echo_json, json_option, verbose_option, version_option
+from aqa_pipeline.cli.errors import AqaCommand
 from aqa_pipeline.encoders.registry import ENCODERS, default_encoder
 from aqa_pipeline.video.presets import DATASET_PRESETS, NORMALISATIONS, PAD_POLICIES, PRESETS
 
@@ -48,7 +49,7 @@ Re-running the same command resumes: finished videos are skipped. Failures are l
 )
 
 
-@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=AqaCommand, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--dataset", help="Dataset manifest name (mtl-aqa, aqa-7, finediving, ...) or a manifest .csv.")
 @click.option(
     "--video-root", type=click.Path(file_okay=False), help="Folder with the dataset's source videos."
@@ -203,7 +204,10 @@ def main(as_json: bool, **options) -> None:
 
     from aqa_pipeline.extract import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, extract_features
 
+    from aqa_pipeline.store.names import check_not_an_input
+
     jobs, dataset_name = request.jobs()
+    check_not_an_input(request.store, [job.path for job in jobs])
     encoder_name = request.encoder or default_encoder(dataset_name)
     preset = request.preset(dataset_name, encoder_name, jobs)
     actors = _actor_options(request.device, **request.actor_settings)

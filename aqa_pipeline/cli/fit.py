@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from aqa_pipeline.cli.common import device_option, echo_json, json_option, verbose_option, version_option
+from aqa_pipeline.cli.errors import AqaCommand
 from aqa_pipeline.heads.registry import head_names
 from aqa_pipeline.train.tracking import TRACKERS
 
@@ -37,7 +38,9 @@ def _read_config(path: str | None) -> dict:
     return json.loads(text)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(
+    cls=AqaCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
 @click.argument("store", type=click.Path(exists=True, dir_okay=False), required=False)
 @click.option("--head", type=click.Choice(head_names()), help="Scoring head to train (see --list-heads).")
 @click.option(
@@ -63,11 +66,18 @@ def _read_config(path: str | None) -> dict:
     "--feature", default=None, help="Feature kind to use when the store holds several (i3d, vst, ...)."
 )
 @click.option(
-    "--cv", type=int, default=None, help="K-fold cross-validation on train (the way to choose models)."
+    "--cv",
+    type=click.IntRange(min=2),
+    default=None,
+    help="K-fold cross-validation on train (the way to choose models).",
 )
 @click.option("--seed", type=int, default=None, help="First random seed [default: 0].")
 @click.option(
-    "--seeds", "n_seeds", type=int, default=None, help="Number of seeds (seed, seed+1, ...): mean ± std."
+    "--seeds",
+    "n_seeds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Number of seeds (seed, seed+1, ...): mean ± std.",
 )
 @click.option(
     "--protocol",
@@ -90,7 +100,10 @@ def _read_config(path: str | None) -> dict:
     "--use-dd/--no-use-dd", default=None, help="Difficulty-degree protocol: learn score/DD, multiply back."
 )
 @click.option(
-    "--val-fraction", type=float, default=None, help="Share of training videos held out for epoch selection."
+    "--val-fraction",
+    type=click.FloatRange(0, 0.5),
+    default=None,
+    help="Share of training videos held out for epoch selection.",
 )
 @device_option(default=None)
 @click.option(

@@ -8,6 +8,7 @@ from dataclasses import asdict
 import click
 
 from aqa_pipeline.cli.common import echo_json, json_option, verbose_option, version_option
+from aqa_pipeline.cli.errors import AqaCommand
 
 # The published feature releases, so their provenance is recorded without the user typing it: each names the
 # function returning the record that our own extraction of the same recipe writes.
@@ -22,7 +23,9 @@ def release_provenance(release: str, source: str) -> dict:
     return {**record.to_attrs(), "source": source}
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(
+    cls=AqaCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
 @click.option(
     "--dataset", required=True, help="Manifest name (fis-v, rhythmic-gymnastics, ...) or a manifest CSV path."
 )
@@ -93,3 +96,7 @@ def main(
     # Videos of the requested splits without a file are expected for partial releases (e.g. train only).
     click.echo(report.summary())
     click.echo(f"store {store} (kind {kind}) in {seconds} s")
+
+
+if __name__ == "__main__":
+    main()

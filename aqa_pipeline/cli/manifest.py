@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from aqa_pipeline.cli.common import echo_json, json_option, verbose_option, version_option
+from aqa_pipeline.cli.errors import AqaGroup
 from aqa_pipeline.manifests import DATASETS  # light: the module defers scipy to the AQA-7 builder
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=AqaGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @verbose_option
 @version_option
 def main() -> None:
@@ -59,18 +60,15 @@ def build(dataset: str, annotations_dir: str, out: str | None, as_json: bool) ->
     """
     import warnings
 
-    from aqa_pipeline.manifests import ManifestError, build_manifest, manifest_path, write_manifest
+    from aqa_pipeline.manifests import build_manifest, manifest_path, write_manifest
 
     if dataset == "all" and out is not None:
         raise click.UsageError("--out names one file; with --dataset all, set $AQA_MANIFEST_DIR instead")
     built = []
     for name in DATASETS if dataset == "all" else (dataset,):
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                manifest = build_manifest(name, annotations_dir)
-        except ManifestError as error:
-            raise click.ClickException(str(error)) from error
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            manifest = build_manifest(name, annotations_dir)
         for warning in caught:
             click.echo(f"warning: {warning.message}", err=True)
         path = write_manifest(manifest, out or manifest_path(name))
@@ -98,12 +96,9 @@ def show(name: str, as_json: bool) -> None:
     """
     from collections import Counter
 
-    from aqa_pipeline.manifests import LEADING_COLUMNS, ManifestError, load_manifest
+    from aqa_pipeline.manifests import LEADING_COLUMNS, load_manifest
 
-    try:
-        manifest = load_manifest(name)
-    except ManifestError as error:
-        raise click.ClickException(str(error)) from error
+    manifest = load_manifest(name)
     scores = [row.score for row in manifest.rows]
     if as_json:
         echo_json(

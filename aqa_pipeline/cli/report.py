@@ -5,9 +5,12 @@ from __future__ import annotations
 import click
 
 from aqa_pipeline.cli.common import echo_json, json_option, verbose_option, version_option
+from aqa_pipeline.cli.errors import AqaCommand
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(
+    cls=AqaCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--out",
@@ -30,10 +33,7 @@ def main(run_dir: str, out_dir: str | None, quiet: bool, as_json: bool) -> None:
     """
     from aqa_pipeline.report.explain import write_report
 
-    try:
-        index = write_report(run_dir, out_dir, progress=not quiet)
-    except (FileNotFoundError, ValueError) as error:
-        raise click.ClickException(str(error)) from error
+    index = write_report(run_dir, out_dir, progress=not quiet)
     if as_json:
         echo_json({"run_dir": run_dir, "index": str(index)})
     else:

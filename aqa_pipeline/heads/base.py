@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from aqa_pipeline.heads.options import Rule, validate_options
 from aqa_pipeline.train.data import Batch, Batcher, SequenceData
 from aqa_pipeline.train.metrics import spearman
 
@@ -60,19 +61,26 @@ class Head(ABC):
     extra_roles: ClassVar[dict[str, tuple[str, ...]]] = {}
     required_roles: ClassVar[tuple[str, ...]] = ()
 
+    # Ranges and choices of options (their types come from ``defaults``); checked before any data is loaded.
+    rules: ClassVar[dict[str, Rule]] = {"dropout": Rule(min=0, max=1, max_open=True)}
+
     def __init__(self, **config: Any) -> None:
-        unknown = set(config) - set(self.all_defaults())
-        if unknown:
-            raise ValueError(
-                f"head {self.name!r}: unknown options {sorted(unknown)}; known: {sorted(self.all_defaults())}"
-            )
+        validate_options(self.name, self.all_defaults(), self.all_rules(), config)
         self.config = {**self.all_defaults(), **config}
 
     @classmethod
     def all_defaults(cls) -> dict[str, Any]:
+        return cls._merged("defaults")
+
+    @classmethod
+    def all_rules(cls) -> dict[str, Rule]:
+        return cls._merged("rules")
+
+    @classmethod
+    def _merged(cls, attribute: str) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for klass in reversed(cls.__mro__):
-            merged.update(getattr(klass, "defaults", {}) or {})
+            merged.update(getattr(klass, attribute, {}) or {})
         return merged
 
     @classmethod
@@ -122,6 +130,17 @@ class TorchHead(Head):
         "eval_every": 1,  # epochs between validation evaluations (selection granularity)
         "selection": "best_val",  # "best_val" (epoch with best validation Spearman) or "last"
         "grad_clip": None,
+    }
+    rules: ClassVar[dict[str, Rule]] = {
+        "epochs": Rule(min=1),
+        "batch_size": Rule(min=1),
+        "lr": Rule(min=0, min_open=True),
+        "weight_decay": Rule(min=0),
+        "window": Rule(types=(int, type(None)), min=1),
+        "test_window": Rule(types=(str, int), min=1),
+        "eval_every": Rule(min=1),
+        "selection": Rule(choices=("best_val", "last")),
+        "grad_clip": Rule(types=(int, float, type(None)), min=0, min_open=True),
     }
 
     keeps_training_data: ClassVar[bool] = False

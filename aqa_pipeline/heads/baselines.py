@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from aqa_pipeline.heads.base import EpochCallback, Head, History, PooledInputHead, Prediction, TorchHead
+from aqa_pipeline.heads.options import Rule
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.train.data import Batch, SequenceData
 
@@ -93,6 +94,10 @@ class _SklearnPooledHead(Head):
 
     uses_validation: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {"pooling": "mean", "inner_cv": 5}
+    rules: ClassVar[dict[str, Rule]] = {
+        "pooling": Rule(choices=("mean", "max", "mean+std")),
+        "inner_cv": Rule(min=2),
+    }
 
     @abstractmethod
     def _search(self):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from aqa_pipeline.heads.group_regression import ContrastiveHead, IntervalRegressor
+from aqa_pipeline.heads.options import Rule
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.train.data import SequenceData
 
@@ -188,6 +189,10 @@ class TPTHead(ContrastiveHead):
         "head_lr": 1e-3,  # code: cls / reg heads
         "batch_size": 24,  # code: 8 GPUs x 3
         "epochs": 60,  # chosen: code 250 (end-to-end); 60 x 3.7 CPU-s = 3.7 min on Fis-V single-threaded
+    }
+    rules: ClassVar[dict[str, Rule]] = {
+        "margin_clips": Rule(types=(int, type(None)), min=1),
+        "segments": Rule(types=(int, type(None)), min=1),
     }
     explanation_keys: ClassVar[tuple[str, ...]] = ("attention", "attention_centre")
     clip_axes: ClassVar[dict[str, int | tuple[int, str]]] = {"attention": 1}

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aqa_pipeline.heads.base import TorchHead
+from aqa_pipeline.heads.options import Rule
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.train.data import Batch, SequenceData
 
@@ -248,6 +249,11 @@ class TSAHead(TorchHead):
         "extra_windows": {TUBE: "aligned"},  # the tube must cover the same clips as the maps
         "mask_geometry": "tsa_fullframe",  # code: full frame onto the grid; "crop_aware": what I3D saw [chosen option]
         "mask_tau": None,  # code: any coverage; a float = minimum covered share of a cell (the paper's τ)
+    }
+    rules: ClassVar[dict[str, Rule]] = {
+        "i3d_weights": Rule(types=(str, type(None))),
+        "blocks": Rule(min=1),
+        "mask_tau": Rule(types=(int, float, type(None)), min=0, max=1),
     }
 
     @classmethod

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aqa_pipeline.heads.base import TorchHead
+from aqa_pipeline.heads.options import Rule
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.train.data import Batch, SequenceData
 
@@ -217,6 +218,10 @@ class WeightScoreHead(TorchHead):
         "lr_step": 400,  # code: StepLR step (iterations) for "step_per_iteration"
         "lr_gamma": 0.1,  # code
         "epochs": 20,  # chosen: CPU budget (code: 1000 nominal, but LR ≤ 1e-7 after ~160 RG epochs)
+    }
+    rules: ClassVar[dict[str, Rule]] = {
+        "d_model": Rule(types=(int, type(None)), min=1),
+        "ffn": Rule(types=(int, type(None)), min=1),
     }
 
     def build(self, train: SequenceData) -> nn.Module:

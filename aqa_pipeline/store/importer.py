@@ -74,8 +74,11 @@ def import_npy_features(
                 continue
             try:
                 data = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as error:
-                report.rejected[row.id] = f"{path}: unreadable ({error})"
+            except (OSError, ValueError, EOFError) as error:  # EOFError: an empty or cut-off file
+                report.rejected[row.id] = f"{path}: unreadable ({error or type(error).__name__})"
+                continue
+            if not np.issubdtype(data.dtype, np.number):
+                report.rejected[row.id] = f"{path}: dtype {data.dtype} is not numeric"
                 continue
             if data.ndim != 2 or (dim is not None and data.shape[1] != dim):
                 report.rejected[row.id] = f"{path}: shape {data.shape}, expected (T, {dim})"

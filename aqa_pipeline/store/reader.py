@@ -16,7 +16,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from aqa_pipeline.store.index import _open_shard
+from aqa_pipeline.store.index import open_shard
+from aqa_pipeline.store.integrity import CHECKSUM_ATTR, checksum
 from aqa_pipeline.store.schema import STORE_VERSION, StoreError, read_attrs, shards_dir
 
 
@@ -93,6 +94,11 @@ class FeatureStore:
     def kinds(self) -> list[str]:
         return sorted(self._catalog)
 
+    def entries(self, kind: str) -> list[tuple[str, str]]:
+        """The index's (video id, shard file) rows of one kind."""
+        self._require_kind(kind)
+        return list(self._catalog[kind])
+
     def provenance(self, kind: str) -> dict[str, Any]:
         self._require_kind(kind)
         return dict(self._provenance[kind])
@@ -146,12 +152,11 @@ class FeatureStore:
                 if vid in position:
                     by_shard[shard].append(vid)
             for shard, shard_ids in by_shard.items():
-                with _open_shard(shards_dir(self.path) / shard) as handle:
+                path = shards_dir(self.path) / shard
+                with open_shard(path) as handle:
                     for vid in shard_ids:
-                        group = handle["videos"][vid][kind]
-                        data = group["data"][()]
+                        data, times[kind][position[vid]] = _read_checked(handle, path, vid, kind)
                         features[kind][position[vid]] = data.astype(dtype, copy=False) if dtype else data
-                        times[kind][position[vid]] = group["times"][()]
             missing = [vid for vid in ids if features[kind][position[vid]] is None]
             if missing:
                 raise StoreError(f"{self.path}: videos {missing[:5]} have no {kind!r} feature")
@@ -166,6 +171,20 @@ class FeatureStore:
     def _require_kind(self, kind: str) -> None:
         if kind not in self._catalog:
             raise StoreError(f"{self.path} has no feature kind {kind!r}; it has {self.kinds}")
+
+
+def _read_checked(handle: h5py.File, path: Path, video_id: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """One video's feature and time axis, refusing unreadable or bit-rotten bytes with the shard and video named."""
+    where = f"shard {path}, video {video_id!r}, feature {kind!r}"
+    try:
+        group = handle["videos"][video_id][kind]
+        data, times = group["data"][()], group["times"][()]
+        expected = group.attrs.get(CHECKSUM_ATTR)
+    except (KeyError, OSError, RuntimeError) as error:
+        raise StoreError(f"{where}: unreadable ({error}); run `aqa-store check`") from error
+    if expected is not None and int(expected) != checksum(data, times):
+        raise StoreError(f"{where}: checksum mismatch (corrupted bytes); run `aqa-store check`")
+    return data, times
 
 
 def _natural_key(video_id: str):

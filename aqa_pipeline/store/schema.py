@@ -154,6 +154,8 @@ def check_feature(video_id: str, kind: str, feature: Feature, dim: Any) -> None:
     """Refuse features that would poison training: NaN/inf, wrong trailing shape, misaligned time axis."""
     data = np.asarray(feature.data)
     where = f"video {video_id!r}, feature {kind!r}"
+    if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_):
+        raise StoreError(f"{where}: dtype {data.dtype} is not numeric")
     if data.ndim == 0 or data.shape[0] == 0:
         raise StoreError(f"{where}: empty feature array {data.shape} (a video must have at least one clip)")
     if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
@@ -166,6 +168,8 @@ def check_feature(video_id: str, kind: str, feature: Feature, dim: Any) -> None:
                 f"{where}: trailing shape {tuple(data.shape[1:])} but the store's provenance says {expected}"
             )
     times = np.asarray(feature.times)
+    if not np.issubdtype(times.dtype, np.number):
+        raise StoreError(f"{where}: times dtype {times.dtype} is not numeric")
     if times.shape != (data.shape[0],):
         raise StoreError(
             f"{where}: times has shape {times.shape}, expected ({data.shape[0]},) to match the data"

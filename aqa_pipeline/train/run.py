@@ -33,6 +33,7 @@ from aqa_pipeline.heads.base import Head
 from aqa_pipeline.heads.registry import get_head
 from aqa_pipeline.store import FeatureSet, FeatureStore, StoreError
 from aqa_pipeline.train.checkpoint import from_plain, load_checkpoint, save_checkpoint
+from aqa_pipeline.train.checks import check_fit_config, check_predictions, check_target_varies
 from aqa_pipeline.train.data import SequenceData
 from aqa_pipeline.train.labels import LabelTransform
 from aqa_pipeline.train.metrics import mean_over_seeds, per_class_metrics, regression_metrics, summarise
@@ -144,6 +145,7 @@ def load_data(store: FeatureStore, config: FitConfig, head_cls: type[Head]) -> L
             )
         if config.use_dd and np.isnan(data.label("difficulty")).any():
             raise ValueError(f"--use-dd: some {name} videos have no difficulty degree")
+        check_target_varies(values, config.target, name)
     return LoadedData(train, test, primary, extras, store.dataset)
 
 
@@ -220,6 +222,7 @@ def _fit_one(
     result = {"history": history, "transform": transform, "head": head}
     if scored is not None:
         prediction = head.predict(scored)
+        check_predictions(prediction.y, scored.ids, config.head, f"{fold.name}, seed {seed}")
         result.update(
             ids=scored.ids,
             truth=scored_set.label(config.target),
@@ -286,9 +289,8 @@ def run(
     store_path: str | Path, config: FitConfig, out_dir: str | Path | None = None, overwrite: bool = False
 ) -> RunResult:
     started = time.perf_counter()
+    check_fit_config(config)
     head_cls = get_head(config.head)
-    if config.protocol not in ("honest", "paper"):
-        raise ValueError(f"unknown protocol {config.protocol!r}: honest or paper")
     head_cls(**config.head_options)  # validate options before loading anything
     if config.log and out_dir is None:
         raise ValueError(f"--log {config.log} writes beside the run: give --out")
