@@ -203,7 +203,6 @@ def main(as_json: bool, **options) -> None:
     import torch  # lazy: keeps --help instant
 
     from aqa_pipeline.extract import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, extract_features
-
     from aqa_pipeline.store.names import check_not_an_input
 
     jobs, dataset_name = request.jobs()
