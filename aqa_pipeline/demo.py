@@ -30,12 +30,14 @@ DEMO_HEADS = {
 }
 
 
-def render_procedural_videos(folder: Path, count: int = 40, frames: int = 48, size: int = 128) -> Path:
+def render_procedural_videos(
+    folder: Path, count: int = 40, frames: int = 48, size: int = 128, seed: int = 0
+) -> Path:
     """``count`` videos of a bright square crossing a noisy frame at a known speed; returns a manifest CSV."""
     import cv2
     import numpy as np
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     rows = ["id,video,start_frame,end_frame,split,score,difficulty,action_class"]
     for i in range(count):
@@ -56,8 +58,24 @@ def render_procedural_videos(folder: Path, count: int = 40, frames: int = 48, si
     return manifest
 
 
-def stage_one(out_dir: Path) -> None:
+def demo_preset():
+    """112-pixel tiles of 16 frames at native fps: keeps the demo to a minute on a laptop CPU."""
     import dataclasses
+
+    from aqa_pipeline.video.presets import get_preset
+
+    return dataclasses.replace(
+        get_preset("action-net"),
+        name="demo-112",
+        target_fps=None,
+        resize_mode="fixed",
+        resize_to=(112, 112),
+        crop_hw=(112, 112),
+        output_hw=(112, 112),
+    )
+
+
+def stage_one(out_dir: Path) -> None:
 
     import torch
 
@@ -66,7 +84,6 @@ def stage_one(out_dir: Path) -> None:
     from aqa_pipeline.extract import extract_features, jobs_from_manifest
     from aqa_pipeline.manifests import load_manifest
     from aqa_pipeline.train.run import FitConfig, run
-    from aqa_pipeline.video.presets import get_preset
 
     manifest = load_manifest(render_procedural_videos(out_dir / "videos"))
     try:  # only what is already on disk: the demo never downloads
@@ -77,16 +94,7 @@ def stage_one(out_dir: Path) -> None:
         encoder = I3DEncoder.load(random=True)
         weights = "a RANDOMLY INITIALISED I3D (demo only: no weights found)"
     click.echo(f"stage 1 · extracting {len(manifest)} procedural videos with {weights}")
-    # 112-pixel tiles of 16 frames keep the demo to a minute on a laptop CPU.
-    preset = dataclasses.replace(
-        get_preset("action-net"),
-        name="demo-112",
-        target_fps=None,
-        resize_mode="fixed",
-        resize_to=(112, 112),
-        crop_hw=(112, 112),
-        output_hw=(112, 112),
-    )
+    preset = demo_preset()
     store = out_dir / "procedural" / "features.h5"
     summary = extract_features(
         jobs_from_manifest(manifest, out_dir / "videos"),
