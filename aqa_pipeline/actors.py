@@ -19,17 +19,18 @@ Three kinds, each optional (:class:`ActorOptions` says which):
   frame where it fits, black beyond the frame) and resized to the preset's input size, so its clips line up one
   for one with the scene's ``i3d`` clips (same frames, same starts).
 
-All of this runs where decoding runs (the DataLoader worker processes, on CPU, one video at a time); the image
-encoder and I3D run in the main process on the model's device. Frames are decoded twice when ``i3d_actor`` is on
-(once to track, once to cut the clips, since a clip's crop is only known once its frames are tracked): memory
-stays bounded by one clip, not one video.
+All of this runs where decoding runs (the DataLoader worker processes); the image encoder and I3D run in the main
+process on the model's device. Each worker tracks up to ``track_batch`` samples together in one lock-step call
+(:mod:`aqa_pipeline.extract.tracking`), then cuts each sample's crops and actor clips from its own track. Frames
+are decoded again for those (a clip's crop is only known once its frames are tracked): memory stays bounded by
+one chunk per tracked video and one clip, not one video.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,19 +43,17 @@ from aqa_pipeline.detect.crops import (
     BoxSource,
     choose_boxes,
     crop_and_resize,
-    select_person,
 )
 from aqa_pipeline.detect.yolo import PersonDetector
 from aqa_pipeline.encoders.image import ImageEncoder
 from aqa_pipeline.store.schema import KindProvenance
-from aqa_pipeline.track.nanotrack import CONTEXT_AMOUNT, NanoTracker, NanoTrackV2, TrackerConfig
+from aqa_pipeline.track.nanotrack import CONTEXT_AMOUNT, NanoTrackV2, TrackerConfig
 from aqa_pipeline.video.decode import read_frames, read_windows
 
 CROP_KINDS = {"resnet50": "resnet_crops", "mobilenet_v2": "mobilenet_crops"}
 TRACKED = "tracked"
 CROP_BOX_RULES = (*SELECTION_RULES[:2], TRACKED)  # largest, most_confident, tracked
 CROP_SIZE = 224  # ACTION-NET's static-stream input
-_DECODE_CHUNK = 32
 
 Box = Sequence[float]
 
@@ -102,6 +101,7 @@ class ActorOptions:
     crop_normalisation: str = "minus1_1"  # ACTION-NET fed [-1, 1] to its ImageNet ResNet (faithful default)
     crop_fps: float = 1.0
     actor_margin: float = 0.1
+    track_batch: int = 8  # samples each decoding worker tracks together in lock-step
 
     @property
     def any(self) -> bool:
@@ -133,6 +133,8 @@ class ActorOptions:
             raise ValueError(
                 f"crop box rule {self.crop_boxes!r} needs a person detector (or use the rule 'tracked')"
             )
+        if self.track_batch < 1:
+            raise ValueError(f"track_batch must be >= 1, got {self.track_batch}")
         if self.crop_fps <= 0 or self.actor_margin < 0:
             raise ValueError(
                 f"crop_fps must be > 0 and actor_margin >= 0, got {self.crop_fps}, {self.actor_margin}"
@@ -315,30 +317,8 @@ def crop_frame_indices(first: int, stop: int, fps: float, per_second: float) -> 
 # ------------------------------------------------------------------------------------------- per-sample work
 
 
-def _largest_person(detector: PersonDetector):
-    def init_detector(frames: list[np.ndarray]) -> list[np.ndarray | None]:
-        found = []
-        for detections in detector.detect(frames):
-            index = select_person(detections, "largest", None)
-            found.append(None if index is None else detections.boxes[index])
-        return found
-
-    return init_detector
-
-
-def _frames(path: str, reader, first: int, stop: int, keep: set[int], kept: dict) -> Iterator[np.ndarray]:
-    """Frames ``first..stop-1`` decoded in chunks; those in ``keep`` are also stored in ``kept``."""
-    for start in range(first, stop, _DECODE_CHUNK):
-        chunk = read_frames(path, range(start, min(start + _DECODE_CHUNK, stop)), reader)
-        for offset, frame in enumerate(chunk):
-            if start + offset in keep:
-                kept[start + offset] = frame
-            yield frame
-
-
 def actor_inputs(
     options: ActorOptions,
-    video_id: str,
     path: str,
     reader,
     first: int,
@@ -348,39 +328,24 @@ def actor_inputs(
     fps: float,
     frame_hw: tuple[int, int],
     output_side: int,
+    track: np.ndarray | None,
 ) -> ActorInputs:
     """Everything athlete-centred of one sample that needs its frames (runs in the decoding worker).
 
-    The tracker and the crops cover the sample's whole window ``[first, stop)`` of source frames.
+    ``track``: the (stop - first, 5) tracked rows of the sample's whole window ``[first, stop)`` of source frames
+    (:mod:`aqa_pipeline.extract.tracking`; None when nothing needs tracking); the crops cover the same window and
+    decode their own frames (tracking a wave of videos keeps none of its frames).
     ``frame_indices``: the sample-relative frames the clip encoder sees, in order; ``unique_clip_frames``: the
     (n, clip_len) sample-relative frames of each distinct clip.
     """
     height, width = frame_hw
     out = ActorInputs(frame_size=(int(width), int(height)))
-    crop_times = (
-        crop_frame_indices(first, stop, fps, options.crop_fps) if options.crop_encoder is not None else None
-    )
-    kept: dict[int, np.ndarray] = {}
-    keep = set(crop_times.tolist()) if crop_times is not None else set()
-    track = None
-    if options.needs_tracking:
-        init = options.init_box(video_id)
-        tracker = NanoTracker(
-            device="cpu", variant=options.tracker_variant, crop="cv2", model=options.tracker
-        )
-        detector = _largest_person(options.detector) if options.detector is not None else None
-        try:
-            [(boxes, scores)] = tracker.track(
-                [_frames(path, reader, first, stop, keep, kept)], [init], init_detector=detector
-            )
-        except ValueError as error:  # no person on the first frame, a box outside the frame
-            raise ValueError(f"tracking: {error}") from error
-        track = np.concatenate([boxes, scores[:, None]], axis=1).astype(np.float32)  # row = frame - first
-        if options.store_boxes:
-            out.boxes = track[frame_indices]
-            out.box_times = first + frame_indices
-    if crop_times is not None:
-        out.crops = _crops(options, path, reader, crop_times, kept, track, first, (height, width))
+    if options.store_boxes:
+        out.boxes = track[frame_indices]
+        out.box_times = first + frame_indices
+    if options.crop_encoder is not None:
+        crop_times = crop_frame_indices(first, stop, fps, options.crop_fps)
+        out.crops = _crops(options, path, reader, crop_times, track, first, (height, width))
     if options.actor_clips:
         clips = np.empty(
             (len(unique_clip_frames), unique_clip_frames.shape[1], output_side, output_side, 3), np.uint8
@@ -394,11 +359,8 @@ def actor_inputs(
     return out
 
 
-def _crops(options, path, reader, times, kept, track, first, frame_hw) -> PersonCrops:
-    missing = [t for t in times.tolist() if t not in kept]
-    if missing:
-        kept.update(zip(missing, read_frames(path, missing, reader), strict=True))
-    frames = [kept[t] for t in times.tolist()]
+def _crops(options, path, reader, times, track, first, frame_hw) -> PersonCrops:
+    frames = list(read_frames(path, times, reader))
     if options.crop_boxes == TRACKED:
         rows = track[times - first]
         boxes, scores, sources = rows[:, :4], rows[:, 4], None

@@ -20,10 +20,12 @@ from aqa_pipeline.encoders.base import LoadedWeights
 from aqa_pipeline.encoders.i3d import I3DEncoder, InceptionI3d
 from aqa_pipeline.encoders.image import ImageEncoder
 from aqa_pipeline.extract import VideoJob, extract_features
+from aqa_pipeline.extract.tracking import TrackRequest, track_wave, wave_tracker
 from aqa_pipeline.heads.tsa import TSAHead
 from aqa_pipeline.store import FeatureStore
 from aqa_pipeline.store.schema import read_attrs
 from aqa_pipeline.track.nanotrack import box_iou, nanotrack_v2
+from aqa_pipeline.video.decode import open_video
 from aqa_pipeline.video.presets import get_preset
 
 torch.set_num_threads(1)
@@ -232,3 +234,91 @@ def test_cli_refuses_bad_actor_options(tmp_path, weights_dir, data_dir, monkeypa
     result = runner.invoke(extract_cli, [*base, "--actor", "--init-box", str(tmp_path / "bad.json")])
     assert result.exit_code == 2 and "expected {video id" in result.output
     assert not (tmp_path / "c.h5").exists()
+
+
+# -- tracking batched across videos ---------------------------------------------------------------------------
+WAVE_BOXES = {"lift": LIFTER, "lift_late": LIFTER, "dog": (180, 100, 300, 300), "dive": (200, 40, 300, 200)}
+
+
+def wave_jobs(videos):
+    return [
+        VideoJob("lift", str(videos / "weightlifting_clean_and_jerk.mp4"), 0, 40, {"split": "train"}),
+        VideoJob("lift_late", str(videos / "weightlifting_clean_and_jerk.mp4"), 100, 130, {"split": "train"}),
+        VideoJob("dog", str(videos / "walking_the_dog.mp4"), 0, 35, {"split": "train"}),
+        VideoJob("dive", str(videos / "mtl_aqa_dive_sample.mp4"), None, None, {"split": "train"}),
+    ]
+
+
+def stored_boxes(store):
+    fs = FeatureStore(store).load("boxes")
+    return dict(zip(fs.ids, fs.features["boxes"], strict=True))
+
+
+def test_boxes_tracked_in_waves_equal_one_video_at_a_time(tmp_path, data_dir, i3d, tracker):
+    """Waves of 3 samples (two from one source, so the wave spans sources and shares a reader; the dive makes a
+    second wave) give every sample the boxes it gets when each is tracked alone."""
+    jobs = wave_jobs(data_dir / "videos")
+    runs = {}
+    for batch in (1, 3):
+        options = ActorOptions(store_boxes=True, tracker=tracker, init_boxes=WAVE_BOXES, track_batch=batch)
+        summary = extract(jobs, tmp_path / f"b{batch}.h5", i3d, options)
+        assert sorted(summary.done) == sorted(WAVE_BOXES) and not summary.failed
+        runs[batch] = stored_boxes(tmp_path / f"b{batch}.h5")
+    for video_id, alone in runs[1].items():
+        batched = runs[3][video_id]
+        assert batched.shape == alone.shape
+        assert box_iou(batched[:, :4], alone[:, :4]).min() > 0.99, video_id
+        np.testing.assert_allclose(batched[:, 4], alone[:, 4], atol=1e-3)
+
+
+def test_a_wave_with_failing_samples_writes_the_others_and_resumes(tmp_path, data_dir, i3d, tracker):
+    """In one wave: a box outside the frame and a video without a box (no detector) fail alone; the others are
+    stored as if tracked alone, and a second run skips them and retries only the failures."""
+    jobs = wave_jobs(data_dir / "videos")
+    boxes = {**WAVE_BOXES, "dog": (600, 10, 700, 100)}  # the dog video is 480 wide
+    del boxes["lift_late"]
+    options = ActorOptions(store_boxes=True, tracker=tracker, init_boxes=boxes, track_batch=8)
+    summary = extract(jobs, tmp_path / "f.h5", i3d, options)
+    assert sorted(summary.done) == ["dive", "lift"]
+    reasons = {failure["id"]: failure["reason"] for failure in summary.failed}
+    assert "starts outside the 480x360 frame" in reasons["dog"]
+    assert "no initial box in the box file" in reasons["lift_late"]
+    alone = ActorOptions(store_boxes=True, tracker=tracker, init_boxes=WAVE_BOXES, track_batch=1)
+    extract(jobs[:1], tmp_path / "alone.h5", i3d, alone)
+    assert (
+        box_iou(
+            stored_boxes(tmp_path / "f.h5")["lift"][:, :4], stored_boxes(tmp_path / "alone.h5")["lift"][:, :4]
+        ).min()
+        > 0.99
+    )
+    again = extract(jobs, tmp_path / "f.h5", i3d, options)
+    assert again.skipped == 2 and sorted(f["id"] for f in again.failed) == ["dog", "lift_late"]
+
+
+def test_a_decode_error_mid_wave_ends_only_that_video(data_dir, tracker):
+    """A window running past the end of its video fails to decode after its first chunk: that sample is reported,
+    its wave-mates are tracked to their last frame."""
+    path = str(data_dir / "videos" / "weightlifting_clean_and_jerk.mp4")  # 355 frames
+    reader = open_video(path)
+    requests = [
+        TrackRequest("whole", path, reader, 0, 50),
+        TrackRequest("past_the_end", path, reader, 300, 400),
+        TrackRequest("late", path, reader, 10, 45),
+    ]
+    options = ActorOptions(store_boxes=True, tracker=tracker, init_boxes=LIFTER)
+    out = track_wave(wave_tracker(options, "cpu"), requests, options, max_batch=8)
+    assert sorted(out.tracks) == ["late", "whole"] and list(out.failures) == ["past_the_end"]
+    assert "decode error" in out.failures["past_the_end"] and "355 frames" in out.failures["past_the_end"]
+    assert out.tracks["whole"].shape == (50, 5) and out.tracks["late"].shape == (35, 5)
+    [alone] = track_wave(wave_tracker(options, "cpu"), requests[:1], options, max_batch=1).tracks.values()
+    assert box_iou(out.tracks["whole"][:, :4], alone[:, :4]).min() > 0.99
+
+
+def test_track_batch_is_checked(tmp_path, tracker, weights_dir, data_dir, monkeypatch):
+    with pytest.raises(ValueError, match="track_batch must be >= 1"):
+        ActorOptions(store_boxes=True, tracker=tracker, init_boxes=LIFTER, track_batch=0).check()
+    monkeypatch.setenv("AQA_WEIGHTS_DIR", str(weights_dir))
+    video = str(data_dir / "videos" / "mtl_aqa_dive_sample.mp4")
+    args = ["--videos", video, "--out", str(tmp_path / "t.h5"), "--cpu", "--boxes", "--init-box", "1,2,30,40"]
+    result = CliRunner().invoke(extract_cli, [*args, "--track-batch", "0"])
+    assert result.exit_code == 2 and "--track-batch" in result.output

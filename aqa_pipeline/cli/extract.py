@@ -130,6 +130,14 @@ Re-running the same command resumes: finished videos are skipped. Failures are l
     help="Track the athlete (NanoTrack V2) and store kind 'boxes': x1,y1,x2,y2,score per frame the encoder saw.",
 )
 @click.option(
+    "--track-batch",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Videos each decoding worker tracks together in lock-step (NanoTrack batched across videos); on the "
+    "--device with --workers 0, on the CPU in worker processes (CUDA is unsafe in forked workers).",
+)
+@click.option(
     "--init-box",
     help="Athlete box on each sample's first frame, 'x1,y1,x2,y2' pixels (all videos), or a JSON file "
     "{video id: [x1, y1, x2, y2]}. Without it (or for ids missing from the file) the largest person the detector "

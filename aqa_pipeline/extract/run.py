@@ -10,6 +10,8 @@ Why it is shaped this way (the pain points of per-video, single-process extracto
   and in ``<store>.failures-<shard>.jsonl``) while the rest continue, and Ctrl-C keeps everything finished.
 * The athlete-centred kinds (tracked ``boxes``, ``*_crops``, ``<kind>_actor``; :mod:`aqa_pipeline.actors`) are
   prepared in the same workers and written by the same writer, so a video is done only when all its kinds are.
+  Each worker tracks up to ``actors.track_batch`` videos together (:mod:`.tracking`), on ``device`` when
+  ``workers=0`` and on the CPU in worker processes.
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ def extract_features(
         summary.skipped = len(mine) - len(todo)
         todo = todo[:limit] if limit is not None else todo
         loader = DataLoader(
-            ClipSource(todo, preset, actors),
+            ClipSource(todo, preset, actors, track_device=device),
             batch_size=None,
             num_workers=workers,
             pin_memory=encoder.device.type == "cuda",

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from aqa_pipeline.actors import ActorInputs, ActorOptions, actor_inputs
 from aqa_pipeline.extract.jobs import VideoJob
+from aqa_pipeline.extract.tracking import TrackRequest, WaveTracks, track_wave, wave_tracker
 from aqa_pipeline.video.decode import open_video, read_windows
 from aqa_pipeline.video.presets import Preset, SamplingPlan
 
@@ -59,13 +61,38 @@ class _Planned:
     plan: SamplingPlan
 
 
-class ClipSource(IterableDataset):
-    """Yields one :class:`ClipItem` or :class:`FailedItem` per job. With ``actors``, each item also carries the
-    athlete-centred inputs of :func:`aqa_pipeline.actors.actor_inputs`; a failure there fails that job only."""
+@dataclass
+class _OpenSource:
+    """One source video opened for its samples; jobs that cannot be read or planned are already failed."""
 
-    def __init__(self, jobs: Sequence[VideoJob], preset: Preset, actors: ActorOptions | None = None) -> None:
+    path: str
+    reader: Any = None
+    fps: float = 0.0
+    planned: list[_Planned] = field(default_factory=list)
+    failed: list[FailedItem] = field(default_factory=list)
+
+
+class ClipSource(IterableDataset):
+    """Yields one :class:`ClipItem` or :class:`FailedItem` per job (not in job order). With ``actors``, each item
+    also carries the athlete-centred inputs of :func:`aqa_pipeline.actors.actor_inputs`; a failure there fails
+    that job only.
+
+    When the actors need tracking, each worker opens its sources in waves of at least ``actors.track_batch``
+    samples and tracks a wave's samples together (:mod:`.tracking`). The tracker runs on ``track_device`` when
+    the source is iterated in the main process (``workers=0``), and on the CPU in DataLoader worker processes,
+    where CUDA is unsafe (they are forked).
+    """
+
+    def __init__(
+        self,
+        jobs: Sequence[VideoJob],
+        preset: Preset,
+        actors: ActorOptions | None = None,
+        track_device: str = "cpu",
+    ) -> None:
         self.preset = preset
         self.actors = actors if actors is not None and actors.any else None
+        self.track_device = track_device
         groups: dict[str, list[VideoJob]] = defaultdict(list)
         for job in jobs:
             groups[job.path].append(job)
@@ -74,8 +101,40 @@ class ClipSource(IterableDataset):
     def __iter__(self) -> Iterator[ClipItem | FailedItem]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        for path, jobs in self.groups[worker::workers]:
-            yield from self._decode_source(path, jobs)
+        tracking = self.actors is not None and self.actors.needs_tracking
+        tracker = wave_tracker(self.actors, "cpu" if info else self.track_device) if tracking else None
+        for wave in self._waves(self.groups[worker::workers], self.actors.track_batch if tracking else 1):
+            tracks = WaveTracks()
+            if tracker is not None:
+                tracks = track_wave(tracker, _track_requests(wave), self.actors, self.actors.track_batch)
+            for source in wave:
+                yield from self._decode_source(source, tracks)
+
+    def _waves(self, groups, size: int) -> Iterator[list[_OpenSource]]:
+        """Consecutive sources, opened, grouped until they hold ``size`` samples (one source may hold more)."""
+        wave: list[_OpenSource] = []
+        for path, jobs in groups:
+            wave.append(self._open(path, jobs))
+            if sum(len(source.planned) for source in wave) >= size:
+                yield wave
+                wave = []
+        if wave:
+            yield wave
+
+    def _open(self, path: str, jobs: list[VideoJob]) -> _OpenSource:
+        source = _OpenSource(path)
+        try:
+            source.reader = open_video(path)
+            total, source.fps = len(source.reader), float(source.reader.get_avg_fps())
+        except Exception as error:
+            source.failed = [FailedItem(job.id, str(error)) for job in jobs]
+            return source
+        for job in jobs:
+            try:
+                source.planned.append(self._plan(job, path, total, source.fps))
+            except Exception as error:
+                source.failed.append(FailedItem(job.id, str(error)))
+        return source
 
     def _plan(self, job: VideoJob, path: str, total: int, fps: float) -> _Planned:
         first, stop = self.preset.window(job.start_frame, job.end_frame, total)
@@ -85,42 +144,34 @@ class ClipSource(IterableDataset):
             )
         return _Planned(job, first, stop, self.preset.plan(stop - first, fps))
 
-    def _decode_source(self, path: str, jobs: list[VideoJob]) -> Iterator[ClipItem | FailedItem]:
-        try:
-            reader = open_video(path)
-            total, fps = len(reader), float(reader.get_avg_fps())
-        except Exception as error:
-            for job in jobs:
-                yield FailedItem(job.id, str(error))
-            return
-        planned = []
-        for job in jobs:
-            try:
-                planned.append(self._plan(job, path, total, fps))
-            except Exception as error:
-                yield FailedItem(job.id, str(error))
+    def _decode_source(self, source: _OpenSource, tracks: WaveTracks) -> Iterator[ClipItem | FailedItem]:
+        yield from source.failed
+        path, reader = source.path, source.reader
+        for planned in source.planned:
+            if planned.job.id in tracks.failures:
+                yield FailedItem(planned.job.id, f"{path}: {tracks.failures[planned.job.id]}")
+        planned = [p for p in source.planned if p.job.id not in tracks.failures]
         windows = [p.first + p.plan.frame_indices for p in planned]
         remaining = set(range(len(planned)))
         try:
             frame_hw = tuple(reader[0].shape[:2]) if self.actors is not None and planned else None
             for position, frames in read_windows(path, windows, self.preset.transform_frame, reader):
-                item = _clip_item(planned[position], frames, fps)
+                item = _clip_item(planned[position], frames, source.fps)
                 remaining.discard(position)
                 if self.actors is not None:
-                    item = self._with_actors(item, path, reader, planned[position], frame_hw)
+                    item = self._with_actors(item, path, reader, planned[position], frame_hw, tracks)
                 yield item
         except Exception as error:
             for position in sorted(remaining):
                 yield FailedItem(planned[position].job.id, f"decode error: {error}")
 
     def _with_actors(
-        self, item: ClipItem, path, reader, planned: _Planned, frame_hw
+        self, item: ClipItem, path, reader, planned: _Planned, frame_hw, tracks: WaveTracks
     ) -> ClipItem | FailedItem:
         plan = planned.plan
         try:
             item.actor = actor_inputs(
                 self.actors,
-                item.id,
                 path,
                 reader,
                 planned.first,
@@ -130,10 +181,19 @@ class ClipSource(IterableDataset):
                 item.fps,
                 frame_hw,
                 self.preset.output_hw[0],
+                tracks.tracks.get(item.id),
             )
-        except Exception as error:  # no person to track, a box outside the frame, ...
+        except Exception as error:  # a frame that cannot be decoded for a crop, ...
             return FailedItem(item.id, f"{path}: {error}")
         return item
+
+
+def _track_requests(wave: list[_OpenSource]) -> list[TrackRequest]:
+    return [
+        TrackRequest(p.job.id, source.path, source.reader, p.first, p.stop)
+        for source in wave
+        for p in source.planned
+    ]
 
 
 def _clip_item(planned: _Planned, frames: np.ndarray, fps: float) -> ClipItem:

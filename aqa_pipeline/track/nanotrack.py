@@ -611,19 +611,24 @@ class NanoTracker:
                     raise ValueError(f"video {starting[i]}: init_detector found no target on the first frame")
                 chosen[i] = box
         for video, frame, box in zip(starting, frames, chosen, strict=True):
-            x1, y1, x2, y2 = (float(v) for v in box)
-            if not (x2 > x1 and y2 > y1):
-                raise ValueError(
-                    f"video {video}: initial box {tuple(box)} is not x1 < x2, y1 < y2 (xyxy pixels)"
-                )
-            if not (0 <= x1 < frame.shape[1] and 0 <= y1 < frame.shape[0]):
-                raise ValueError(
-                    f"video {video}: initial box {tuple(box)} starts outside the {frame.shape[1]}x"
-                    f"{frame.shape[0]} frame"
-                )
-            boxes[video].append(np.array([x1, y1, x2, y2], np.float32))
+            try:
+                checked = check_init_box(box, frame.shape[1], frame.shape[0])
+            except ValueError as error:
+                raise ValueError(f"video {video}: {error}") from error
+            boxes[video].append(checked)
             scores[video].append(np.float32(1.0))
         return self._init(frames, chosen, starting)
+
+
+def check_init_box(box: Box, width: int, height: int) -> np.ndarray:
+    """The xyxy box as float32 if the tracker can start from it on a ``width`` x ``height`` frame, else
+    ValueError; public so that callers tracking many videos at once can refuse one bad box before the call."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not (x2 > x1 and y2 > y1):
+        raise ValueError(f"initial box {tuple(box)} is not x1 < x2, y1 < y2 (xyxy pixels)")
+    if not (0 <= x1 < width and 0 <= y1 < height):
+        raise ValueError(f"initial box {tuple(box)} starts outside the {width}x{height} frame")
+    return np.array([x1, y1, x2, y2], np.float32)
 
 
 def track_videos(
@@ -685,6 +690,7 @@ __all__ = [
     "NanoTracker",
     "TrackerConfig",
     "box_iou",
+    "check_init_box",
     "crop_cv2",
     "crop_torch",
     "load_checkpoint_state_dict",
