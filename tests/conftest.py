@@ -46,5 +46,6 @@ def data_dir() -> Path:
 def oracles_dir() -> Path:
     """Independent third-party implementations (../shared/oracles), imported only by tests."""
     default = Path(__file__).resolve().parents[1].parent / "shared" / "oracles"
-    os.environ.setdefault("AQA_ORACLES_DIR", str(default)) if default.is_dir() else None
+    if default.is_dir():
+        os.environ.setdefault("AQA_ORACLES_DIR", str(default))
     return _real_dir("AQA_ORACLES_DIR", "the oracle implementations (video_swin_official/, ...)")

@@ -143,10 +143,9 @@ class VideoSwinEncoder(FrozenEncoder):
             )
         path = resolve_weights(weights_name, weights)
         state, converter = load_swin_state(path)
-        if converter and _official_architecture(state, path) != arch:
-            raise ValueError(
-                f"{path}: an official checkpoint of {_official_architecture(state, path)}, not {arch}"
-            )
+        found = _official_architecture(state, path) if converter else arch
+        if found != arch:
+            raise ValueError(f"{path}: an official checkpoint of {found}, not {arch}")
         return cls(arch, LoadedWeights(weights_name, str(path), sha256_of(path), converter), state)
 
     def to(self, device: str | torch.device) -> VideoSwinEncoder:
