@@ -1,10 +1,11 @@
-"""``aqa-score``: a user's own videos → the features a saved run was trained on → its scores, in one call.
+"""``aqa-score``: a user's own videos → the features a saved run was trained on → explained scores, in one call.
 
-The run directory says how its features were made (``run.json``: the provenance of its feature kinds, written by
-stage one or by the importer of a published release). :class:`FeatureRecipe` turns that record back into an
-encoder and the exact preset, extraction runs into a store under ``out`` (resumable: a rerun extracts nothing
-again; a video that fails to decode is reported and the others are scored), and ``aqa-fit``'s own
-``predict_store`` scores it, refusing features that differ from the training ones.
+The run's model card (``model.json``) says how its features were made: the provenance of its feature kinds,
+written by stage one or by the importer of a published release. :class:`FeatureRecipe` turns that record back
+into an encoder and the exact preset, extraction runs into a store under ``out`` (resumable: a rerun extracts
+nothing again; a video that fails to decode is reported and the others are scored), ``aqa-fit``'s own
+``predict_store`` scores it, refusing features that differ from the training ones, and the report renders a page
+per video (``out/report``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,16 @@ import dataclasses
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from aqa_pipeline.encoders.registry import ENCODERS
+from aqa_pipeline.report.pages import ExplainedVideo, ReportHeader, safe_name, write_pages
+from aqa_pipeline.report.points import ScoreView, score_view
 from aqa_pipeline.store.schema import KindProvenance
+from aqa_pipeline.train.model_card import ModelCard
 from aqa_pipeline.video.presets import Preset
 
 log = logging.getLogger(__name__)
@@ -37,14 +43,13 @@ class FeatureRecipe:
     preset: Preset
 
     @classmethod
-    def of_run(cls, run_dir: Path) -> FeatureRecipe:
-        inputs = json.loads((run_dir / "run.json").read_text())
-        kind, extras = inputs["primary_feature"], inputs.get("extras") or {}
+    def of_card(cls, card: ModelCard, run_dir: Path) -> FeatureRecipe:
+        kind, extras = card.primary_feature, card.extras
         if extras:
             raise RecipeError(
                 f"{run_dir} also uses {sorted(extras.values())}: aqa-score reproduces a run's clip kind only"
             )
-        record = KindProvenance.from_attrs(inputs["provenance"][kind])
+        record = KindProvenance.from_attrs(card.feature_recipe[kind])
         if record.encoder not in ENCODERS:
             raise RecipeError(
                 f"{run_dir} was trained on {kind!r} features made by {record.encoder!r}, which has no extractor "
@@ -67,6 +72,9 @@ class VideoScore:
     path: str
     score: float | None  # None: the video could not be scored (see ``error``)
     error: str | None = None
+    page: str | None = None  # its report page
+    explanation: ScoreView | None = None  # what drove the score, in points
+    sub_scores: dict[str, float] = field(default_factory=dict)  # e.g. MUSDL's judge1..judgeJ
 
 
 def score(
@@ -78,15 +86,17 @@ def score(
     weights: str | Path | None = None,
     progress: bool = True,
 ) -> list[VideoScore]:
-    """Score ``videos`` with the model in ``run_dir``; writes ``<out>/features.h5`` and ``<out>/scores.csv``."""
+    """Score ``videos`` with the model in ``run_dir``; writes ``<out>/features.h5``, ``<out>/scores.csv`` and
+    the report ``<out>/report/index.html`` with a page per video."""
     from aqa_pipeline.encoders.registry import load_encoder
     from aqa_pipeline.extract import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, extract_features, jobs_from_paths
     from aqa_pipeline.train.run import predict_store
 
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "scored"
+    card = ModelCard.read(run_dir)
+    recipe = FeatureRecipe.of_card(card, run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    recipe = FeatureRecipe.of_run(run_dir)
     jobs = jobs_from_paths(videos)
     encoder = load_encoder(recipe.encoder, weights)
     device_type = device.split(":")[0]
@@ -96,21 +106,74 @@ def score(
         device=device, progress=progress,
     )  # fmt: skip
     failed = {f["id"]: f["reason"] for f in summary.failed}
-    predicted = {}
-    if len(failed) < len(jobs):
-        predicted = {row["id"]: row["prediction"] for row in predict_store(run_dir, out / "features.h5")}
+    paths = {job.id: Path(job.path) for job in jobs}
+    # the store under ``out`` may hold videos of earlier calls: score this call's
+    rows = (
+        [r for r in predict_store(run_dir, out / "features.h5") if r["id"] in paths]
+        if len(failed) < len(jobs)
+        else []
+    )
+    explained = {row["id"]: _explained(row, card.head, paths[row["id"]]) for row in rows}
+    pages = _write_report(out / "report", card, run_dir, list(explained.values()), progress)
     scores = [
-        VideoScore(job.id, job.path, predicted.get(job.id), failed.get(job.id))
+        VideoScore(
+            job.id,
+            job.path,
+            explained[job.id].prediction,
+            page=pages.get(job.id),
+            explanation=explained[job.id].view,
+            sub_scores=_sub_scores(explained[job.id].view),
+        )
+        if job.id in explained
+        else VideoScore(job.id, job.path, None, failed[job.id])
         for job in jobs
-        if job.id in predicted or job.id in failed
+        if job.id in explained or job.id in failed
     ]
     _write_scores(out / "scores.csv", scores)
     return scores
 
 
+def _explained(row: dict, head: str, video: Path) -> ExplainedVideo:
+    """A scored row as the report shows it: contributions in points at the clips' times in the file."""
+    from aqa_pipeline.report.thumbnails import video_fps
+
+    arrays = dict(row["explanation"])
+    units = (float(arrays.pop("label_scale", 1.0)), float(arrays.pop("label_offset", 0.0)))
+    fps = video_fps(video)
+    starts = np.asarray(row["times"], dtype=np.float64) / fps if fps else None
+    view = score_view(head, arrays, row["prediction"], *units, clip_starts_s=starts)
+    return ExplainedVideo(row["id"], row["prediction"], view, video=video)
+
+
+def _write_report(
+    folder: Path, card: ModelCard, run_dir: Path, videos: list[ExplainedVideo], progress: bool
+) -> dict[str, str]:
+    """The scored videos' report; returns each video's page path."""
+    split = "test split" if card.folds is None else f"{card.folds}-fold CV"
+    header = ReportHeader(
+        f"{card.head} · {card.target}: {len(videos)} scored videos",
+        run_dir,
+        card.target,
+        metrics={k: v for k, v in card.metrics.items() if isinstance(v, (int, float))},
+        notes=[f"Metrics: the model's own evaluation on {card.dataset} ({card.protocol} protocol, {split}, "
+               f"seeds {card.seeds}), not of these videos, which have no true scores."],
+    )  # fmt: skip
+    write_pages(folder, header, videos, progress=progress)
+    return {v.id: str(folder / "videos" / f"{safe_name(v.id)}.html") for v in videos}
+
+
+def _sub_scores(view: ScoreView) -> dict[str, float]:
+    """Scores the head gives beside the total: MUSDL's judges (raw judge units)."""
+    judges = view.series.get("judge_scores")
+    return {} if judges is None else {f"judge{j + 1}": float(v) for j, v in enumerate(judges)}
+
+
 def _write_scores(path: Path, scores: list[VideoScore]) -> None:
+    extra = sorted({name for s in scores for name in s.sub_scores}, key=lambda n: (len(n), n))
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["video", "path", "score", "error"])
+        writer = csv.DictWriter(handle, fieldnames=["video", "path", "score", *extra, "error"])
         writer.writeheader()
         for s in scores:
-            writer.writerow({"video": s.id, "path": s.path, "score": s.score, "error": s.error or ""})
+            writer.writerow(
+                {"video": s.id, "path": s.path, "score": s.score, **s.sub_scores, "error": s.error or ""}
+            )

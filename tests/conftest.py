@@ -49,3 +49,21 @@ def oracles_dir() -> Path:
     if default.is_dir():
         os.environ.setdefault("AQA_ORACLES_DIR", str(default))
     return _real_dir("AQA_ORACLES_DIR", "the oracle implementations (video_swin_official/, ...)")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """A headless-capable Chromium for the report's browser test: $AQA_CHROMIUM, else `chromium` on PATH (the
+    Debian package that .ci/run installs), driven through Playwright."""
+    import shutil
+
+    pytest.importorskip("playwright.sync_api", reason="playwright (a dev extra) is not installed")
+    found = os.environ.get("AQA_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        message = (
+            "no chromium: install the Debian package `chromium` or set AQA_CHROMIUM to a Chromium binary"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message} (CI=true: the browser test must run in CI)")
+        pytest.skip(message)
+    return Path(found)

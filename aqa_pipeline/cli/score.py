@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 
@@ -22,7 +23,7 @@ from aqa_pipeline.cli.errors import AqaCommand
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
-    help="Folder for features.h5 and scores.csv [default: RUN/scored].",
+    help="Folder for features.h5, scores.csv and report/ (a page per video) [default: RUN/scored].",
 )
 @click.option("--weights", type=click.Path(dir_okay=False), help="Explicit encoder checkpoint.")
 @device_option()
@@ -31,8 +32,8 @@ from aqa_pipeline.cli.errors import AqaCommand
 @version_option
 def main(videos, run_dir, out, weights, device, as_json) -> None:
     """Score VIDEO files with a trained model: extracts exactly the features the run was trained on (encoder,
-    preset, normalisation), then predicts. A rerun does not extract again; a video that fails is reported and the
-    others are scored.
+    preset, normalisation, from its model.json), predicts, and writes an HTML page per video showing what drove
+    its score. A rerun does not extract again; a video that fails is reported and the others are scored.
 
     \b
     Example:
@@ -43,7 +44,7 @@ def main(videos, run_dir, out, weights, device, as_json) -> None:
     scores = score(videos, run_dir, out, device=device, weights=weights, progress=not as_json)
     if as_json:
         for entry in scores:
-            echo_json(asdict(entry))
+            echo_json(_as_json(entry))
     else:
         width = max(len(s.id) for s in scores) if scores else 5
         click.echo(f"{'video':<{width}}  score")
@@ -53,4 +54,22 @@ def main(videos, run_dir, out, weights, device, as_json) -> None:
                 if s.error is None
                 else f"{s.id:<{width}}  failed: {s.error}"
             )
+        pages = [s.page for s in scores if s.page]
+        if pages:
+            click.echo(f"report: {Path(pages[0]).parent.parent / 'index.html'}")
     sys.exit(1 if any(s.error for s in scores) else 0)
+
+
+def _as_json(entry) -> dict:
+    """One video for scripts: the score, its page and the moments that moved it most (in points)."""
+    view = entry.explanation
+    return {
+        "id": entry.id,
+        "path": entry.path,
+        "score": entry.score,
+        "error": entry.error,
+        "page": entry.page,
+        "sub_scores": entry.sub_scores,
+        "baseline": None if view is None else view.baseline,
+        "top_moments": [] if view is None else [asdict(m) for m in view.top(3)],
+    }

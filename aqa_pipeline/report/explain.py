@@ -1,23 +1,16 @@
-"""Per-video explanation report: what each head says drove each score, as plots plus one HTML index.
+"""``aqa-report``'s reading of a run directory: each video's scores and explanation, rendered as pages.
 
-Reads a run directory written by ``aqa-fit``: ``predictions.csv`` (split, fold, seed, id, truth, prediction),
-``explanations/<id>.npz`` (the head's explanation arrays plus ``truth`` and ``prediction``), ``config.json`` (head,
-target) and ``run.json`` (with the feature store's provenance under ``provenance``). The report does not know any head: it draws arrays by
-shape, so every head's explanations render. Along the clip axis T (the longest last axis in a video's file):
-
-- (T,)   → a timeline (clip weights, clip scores, temporal attention),
-- (K, T) → a heat map (per-grade or per-head attention over clips),
-- (K,)   → bars (GDLT's grade responses).
-
-The time axis is in seconds when the provenance gives ``fps`` and the clip step (``stride`` or ``clip_len``
-frames), else in clip index. The index page lists videos by absolute error, worst first, so an analyst starts
-where the model is most wrong.
+Reads what ``aqa-fit`` writes: ``predictions.csv`` (split, fold, seed, id, truth, prediction),
+``explanations/<id>.npz`` (the head's arrays plus ``truth``, ``prediction`` and the fold's ``label_scale`` /
+``label_offset`` that take working units to points), ``config.json`` (head, target), ``run.json`` (the store's
+provenance, for seconds per clip) and ``metrics.json``. :mod:`aqa_pipeline.report.points` turns the arrays into
+contributions in points and :mod:`aqa_pipeline.report.pages` renders them; the index lists the worst error first,
+so an analyst starts where the model is most wrong.
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-RESERVED_KEYS = ("truth", "prediction")
+RESERVED_KEYS = ("truth", "prediction", "label_scale", "label_offset")
 
 
 @dataclass
@@ -36,6 +29,7 @@ class VideoExplanation:
     truth: float
     prediction: float
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    units: tuple[float, float] = (1.0, 0.0)  # (scale, offset) from working units to points
 
     @property
     def error(self) -> float:
@@ -103,96 +97,76 @@ def load_run(run_dir: str | Path) -> tuple[list[VideoExplanation], dict]:
             arrays = {k: np.asarray(data[k]) for k in data.files}
         video = videos.setdefault(vid, VideoExplanation(vid, float("nan"), float("nan")))
         # the explained prediction is the one drawn, so it is also the one ranked
-        for key in RESERVED_KEYS:
-            if key in arrays:
-                setattr(video, key, float(np.asarray(arrays.pop(key)).reshape(-1)[0]))
+        saved = {k: float(np.asarray(arrays.pop(k)).reshape(-1)[0]) for k in RESERVED_KEYS if k in arrays}
+        video.truth = saved.get("truth", video.truth)
+        video.prediction = saved.get("prediction", video.prediction)
+        video.units = (saved.get("label_scale", 1.0), saved.get("label_offset", 0.0))
         video.arrays = arrays
     return list(videos.values()), config
 
 
-def render_video(video: VideoExplanation, path: Path, seconds_per_clip: float | None) -> None:
-    """One PNG: a panel per explanation array (timeline, heat map or bars), predicted vs true score in the title."""
-    from matplotlib.figure import Figure
-
-    t = video.clip_count()
-    panels = [(k, a) for k, a in video.arrays.items() if a.ndim in (1, 2) and a.size]
-    figure = Figure(figsize=(9, 1.0 + 1.9 * max(len(panels), 1)), layout="constrained")
-    axes = figure.subplots(max(len(panels), 1), 1, squeeze=False)[:, 0]
-    figure.suptitle(
-        f"{video.id}: predicted {video.prediction:.3g}, true {video.truth:.3g} (error {video.error:.3g})"
-    )
-    if not panels:
-        axes[0].text(0.5, 0.5, "no explanation arrays saved", ha="center", va="center")
-        axes[0].set_axis_off()
-    step = seconds_per_clip or 1.0
-    unit = "time (s)" if seconds_per_clip else "clip index"
-    for ax, (name, array) in zip(axes, panels, strict=False):
-        if array.ndim == 1 and array.shape[0] == t:
-            ax.plot(np.arange(t) * step, array, lw=1.2)
-            top = int(np.nanargmax(array))
-            ax.axvline(top * step, color="tab:red", lw=0.8, ls="--")
-            ax.set_xlabel(unit)
-            ax.set_ylabel(name)
-        elif array.ndim == 2:
-            extent = (0, array.shape[1] * step, array.shape[0] - 0.5, -0.5)
-            image = ax.imshow(array, aspect="auto", interpolation="nearest", extent=extent, cmap="viridis")
-            figure.colorbar(image, ax=ax, pad=0.01)
-            ax.set_xlabel(unit)
-            ax.set_ylabel(f"{name} (row)")
-        else:
-            ax.bar(np.arange(array.shape[0]), array, color="tab:orange")
-            ax.set_xlabel(f"{name} index")
-            ax.set_ylabel(name)
-    figure.savefig(path, dpi=90)
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
-def write_report(run_dir: str | Path, out_dir: str | Path | None = None, progress: bool = False) -> Path:
-    """Render every video with explanations and an ``index.html`` sorted by absolute error; returns the index.
-    ``progress`` shows a bar over the videos (rendering hundreds of plots takes minutes)."""
-    from tqdm.auto import tqdm
+def write_report(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+    videos_dir: str | Path | None = None,
+) -> Path:
+    """The run's report (``index.html`` and a page per video) under ``out_dir`` (default ``RUN/report``);
+    returns the index. ``videos_dir`` holds the videos by id (``<id>.mp4`` ...) for the player and keyframes."""
+    from aqa_pipeline.report.pages import ExplainedVideo, ReportHeader, write_pages
+    from aqa_pipeline.report.points import score_view
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "report"
-    (out / "videos").mkdir(parents=True, exist_ok=True)
     videos, config = load_run(run_dir)
     seconds = clip_seconds(config.get("provenance"))
-    videos.sort(key=lambda v: (-v.error if np.isfinite(v.error) else np.inf, v.id))
-    rows = []
-    for rank, video in enumerate(tqdm(videos, desc="report", unit="video", disable=not progress), start=1):
-        cell = "—"
-        if video.arrays:
-            png = Path("videos") / f"{_safe(video.id)}.png"
-            render_video(video, out / png, seconds)
-            cell = f'<a href="{html.escape(png.as_posix())}"><img src="{html.escape(png.as_posix())}" width="360"></a>'
-        rows.append(
-            f"<tr><td>{rank}</td><td>{html.escape(video.id)}</td><td>{video.truth:.4g}</td>"
-            f"<td>{video.prediction:.4g}</td><td>{video.error:.4g}</td><td>{cell}</td></tr>"
+    head = str(_run_field(config, "head") or run_dir.name)
+    explained = [
+        ExplainedVideo(
+            video.id,
+            video.prediction,
+            score_view(head, video.arrays, video.prediction, *video.units, seconds_per_clip=seconds),
+            video.truth,
+            _find_video(Path(videos_dir), video.id) if videos_dir else None,
         )
-    title = f"Explanations: {html.escape(str(_run_field(config, 'head') or run_dir.name))}"
-    target = html.escape(str(_run_field(config, "target") or ""))
-    axis = f"{seconds:.3g} s per clip" if seconds else "clip index (no fps/clip length in provenance)"
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:sans-serif}} td,th{{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top}}</style>
-</head><body>
-<h1>{title}</h1>
-<p>Run: {html.escape(str(run_dir))}. Target: {target}. Time axis: {axis}. {len(videos)} videos, worst first.</p>
-<table><thead><tr><th>rank</th><th>video</th><th>true</th><th>predicted</th><th>|error|</th><th>explanation</th>
-</tr></thead><tbody>
-{chr(10).join(rows)}
-</tbody></table></body></html>
-"""
-    index = out / "index.html"
-    index.write_text(page)
-    return index
+        for video in sorted(videos, key=lambda v: (-v.error if np.isfinite(v.error) else np.inf, v.id))
+    ]
+    header = ReportHeader(
+        f"{head} · {_run_field(config, 'target') or ''}",
+        run_dir,
+        str(_run_field(config, "target") or ""),
+        metrics=_headline_metrics(run_dir),
+        scatter=run_dir / "scatter.png",
+        notes=[
+            f"time axis: {seconds:.3g} s per clip"
+            if seconds
+            else "time axis: clip index (no fps in provenance)"
+        ],
+    )
+    return write_pages(out, header, explained, progress=progress)
+
+
+def _find_video(folder: Path, video_id: str) -> Path | None:
+    for suffix in VIDEO_SUFFIXES:
+        if (folder / f"{video_id}{suffix}").is_file():
+            return folder / f"{video_id}{suffix}"
+    return None
+
+
+def _headline_metrics(run_dir: Path) -> dict[str, float]:
+    """The evaluated split's numeric metrics from ``metrics.json`` (test, else CV), for the index's table."""
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return {}
+    metrics = json.loads(path.read_text())
+    split = metrics.get("test") or metrics.get("cv") or metrics
+    return {k: float(v) for k, v in split.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _run_field(config: dict, key: str):
     """A field of the run's config, at the top level or under ``fit`` (where aqa-fit puts head and target)."""
     fit = config.get("fit") if isinstance(config.get("fit"), dict) else {}
     return config.get(key, fit.get(key))
-
-
-def _safe(name: str) -> str:
-    """A file name for a video id (ids can hold path separators or spaces)."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -54,6 +54,11 @@ class LabelTransform:
         raw = np.asarray(y, dtype=np.float64) * self.scale + self.offset
         return raw * difficulty if self.use_dd else raw
 
+    def to_points(self, difficulty: float | None = None) -> tuple[float, float]:
+        """(scale, offset) that take one video's working units to points: score = y · scale + offset."""
+        factor = float(difficulty) if self.use_dd and difficulty is not None else 1.0
+        return self.scale * factor, self.offset * factor
+
     def to_dict(self) -> dict:
         return asdict(self)
 

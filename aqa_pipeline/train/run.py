@@ -9,7 +9,8 @@ Run directory::
                        Fisher-z when the data has classes)
     predictions.csv    split, fold, seed, id, truth, prediction
     exemplars.csv      exemplar heads (TPT, CoRe, FSPN): the training videos each score was voted from
-    model.pt           the head trained on the whole train split (for ``aqa-fit --predict``)
+    model.pt           the head trained on the whole train split (for ``aqa-fit --predict``), plain tensors
+    model.json, README.md   its model card: dataset, target, head, options, feature recipe, metrics (train/model_card.py)
     history.json       per-run training curves; training_curve.png (heads trained by epochs), scatter.png
     explanations/<id>.npz   what the head says drove each score (first seed), for ``aqa-report``
 """
@@ -37,6 +38,7 @@ from aqa_pipeline.train.checks import check_fit_config, check_predictions, check
 from aqa_pipeline.train.data import SequenceData
 from aqa_pipeline.train.labels import LabelTransform
 from aqa_pipeline.train.metrics import mean_over_seeds, per_class_metrics, regression_metrics, summarise
+from aqa_pipeline.train.model_card import card_for_run
 from aqa_pipeline.train.protocol import Fold, final_fold, make_folds
 from aqa_pipeline.train.rundir import prepare_run_dir
 from aqa_pipeline.train.tracking import Tracker, open_tracker
@@ -228,7 +230,7 @@ def _fit_one(
             truth=scored_set.label(config.target),
             prediction=transform.inverse(prediction.y, scored.difficulty if config.use_dd else None),
             groups=scored.groups,
-            explanations=prediction.explanations,
+            explanations=_in_points(prediction.explanations, transform, scored.difficulty),
         )
         if hasattr(head, "exemplar_lists"):  # exemplar heads: which training videos each score was voted from
             pool_ids = head.train_data.ids
@@ -237,6 +239,25 @@ def _fit_one(
                 for vid, rows in zip(scored.ids, head.exemplar_lists(scored), strict=True)
             }
     return result
+
+
+def _in_points(
+    explanations: list[dict[str, np.ndarray]] | None, transform: LabelTransform, difficulty: np.ndarray | None
+) -> list[dict[str, np.ndarray]] | None:
+    """Each video's explanation with the scale and offset that take its working units to points (the report
+    reads them: a fold's transform is fitted on that fold's training videos)."""
+    if explanations is None:
+        return None
+    factors = [None] * len(explanations) if difficulty is None else list(difficulty)
+    return [
+        {
+            **arrays,
+            **dict(
+                zip(("label_scale", "label_offset"), map(np.float64, transform.to_points(d)), strict=True)
+            ),
+        }
+        for arrays, d in zip(explanations, factors, strict=True)
+    ]
 
 
 def _metrics_for(truth, prediction, groups) -> dict[str, Any]:
@@ -426,6 +447,7 @@ def write_run_dir(
             "config": resolved,
         }
         save_checkpoint(payload, out / "model.pt")
+        card_for_run(inputs, resolved_fit, result.metrics, payload["label_transform"]).write(out)
     if any(h["train_loss"] for h in result.histories):  # closed-form heads have no epochs to draw
         plot_training_curves(result.histories, out / "training_curve.png")
     plot_scatter(result.predictions, out / "scatter.png", title=f"{config.head} · {config.target}")
@@ -442,7 +464,8 @@ def _json_default(value):
 def predict_store(
     run_dir: str | Path, store_path: str | Path, split: str | None = None
 ) -> list[dict[str, Any]]:
-    """Score the videos of another store with a saved run's model (refusing incompatible features)."""
+    """Score the videos of another store with a saved run's model (refusing incompatible features): per video
+    its id, truth (NaN when unlabelled), prediction in points, explanation arrays and clips' start frames."""
     from aqa_pipeline.store.schema import incompatibilities
 
     run_dir = Path(run_dir)
@@ -467,11 +490,15 @@ def predict_store(
     head.load_state_dict(checkpoint["state"])
     # Unlabelled videos simply get NaN targets; the head's own options shape its inputs as in training.
     sequences = to_sequences(data, loaded, transform, fit.target, head_cls, fit.head_options)
-    predicted = transform.inverse(head.predict(sequences).y, sequences.difficulty if fit.use_dd else None)
+    prediction = head.predict(sequences)
+    predicted = transform.inverse(prediction.y, sequences.difficulty if fit.use_dd else None)
+    explanations = _in_points(prediction.explanations, transform, sequences.difficulty) or [{}] * len(data)
     truth = data.label(fit.target)
     return [
-        {"id": vid, "truth": float(t), "prediction": float(p)}
-        for vid, t, p in zip(data.ids, truth, predicted, strict=True)
+        {"id": vid, "truth": float(t), "prediction": float(p), "explanation": e, "times": times}
+        for vid, t, p, e, times in zip(
+            data.ids, truth, predicted, explanations, data.times[resolved["primary_feature"]], strict=True
+        )
     ]
 
 
@@ -479,7 +506,7 @@ def write_scored_store(out: Path, rows: list[dict[str, Any]]) -> dict[str, Any] 
     """``predictions.csv`` of a scored store in its own folder, and ``metrics.json`` when the videos have labels
     (metrics over the labelled ones; ``None`` when fewer than two are labelled)."""
     with open(out / "predictions.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["id", "truth", "prediction"])
+        writer = csv.DictWriter(handle, fieldnames=["id", "truth", "prediction"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     labelled = [r for r in rows if np.isfinite(r["truth"])]
