@@ -14,7 +14,8 @@ import csv
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,9 +86,12 @@ def score(
     device: str = "cpu",
     weights: str | Path | None = None,
     progress: bool = True,
+    on_phase: Callable[[str, float], None] | None = None,
 ) -> list[VideoScore]:
     """Score ``videos`` with the model in ``run_dir``; writes ``<out>/features.h5``, ``<out>/scores.csv`` and
-    the report ``<out>/report/index.html`` with a page per video."""
+    the report ``<out>/report/index.html`` with a page per video. ``on_phase(name, seconds)`` hears how long
+    each phase took: ``extract`` (decoding and encoding, overlapped), ``encode`` (of it, in the encoder),
+    ``predict`` and ``render``."""
     from aqa_pipeline.encoders.registry import load_encoder
     from aqa_pipeline.extract import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, extract_features, jobs_from_paths
     from aqa_pipeline.train.run import predict_store
@@ -100,11 +104,14 @@ def score(
     jobs = jobs_from_paths(videos)
     encoder = load_encoder(recipe.encoder, weights)
     device_type = device.split(":")[0]
+    phase = _Phases(on_phase)
     summary = extract_features(
         jobs, out / "features.h5", encoder=encoder, preset=recipe.preset, dataset="scored",
         batch_size=DEFAULT_BATCH_SIZE.get(device_type, 4), workers=DEFAULT_WORKERS.get(device_type, 1),
         device=device, progress=progress,
     )  # fmt: skip
+    phase.done("extract")
+    phase.report("encode", summary.encode_seconds)
     failed = {f["id"]: f["reason"] for f in summary.failed}
     paths = {job.id: Path(job.path) for job in jobs}
     # the store under ``out`` may hold videos of earlier calls: score this call's
@@ -113,8 +120,10 @@ def score(
         if len(failed) < len(jobs)
         else []
     )
+    phase.done("predict")
     explained = {row["id"]: _explained(row, card.head, paths[row["id"]]) for row in rows}
     pages = _write_report(out / "report", card, run_dir, list(explained.values()), progress)
+    phase.done("render")
     scores = [
         VideoScore(
             job.id,
@@ -131,6 +140,23 @@ def score(
     ]
     _write_scores(out / "scores.csv", scores)
     return scores
+
+
+class _Phases:
+    """Seconds since the previous phase ended, told to the caller's ``on_phase`` and logged."""
+
+    def __init__(self, listener: Callable[[str, float], None] | None) -> None:
+        self.listener, self.last = listener, time.perf_counter()
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.report(name, now - self.last)
+        self.last = now
+
+    def report(self, name: str, seconds: float) -> None:
+        log.info("aqa-score %s: %.2f s", name, seconds)
+        if self.listener is not None:
+            self.listener(name, seconds)
 
 
 def _explained(row: dict, head: str, video: Path) -> ExplainedVideo:

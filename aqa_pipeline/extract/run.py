@@ -50,6 +50,9 @@ class ExtractSummary:
     padded: dict[str, int] = field(default_factory=dict)  # video id → padded frames, only where > 0
     clips: int = 0
     seconds: float = 0.0
+    encode_seconds: float = (
+        0.0  # of ``seconds``, in the encoder (the rest: waiting for decoded clips, writing)
+    )
     failures_path: Path | None = None
     preset: Preset | None = None  # the preset as run (a 2-D encoder's per-frame form)
 
@@ -91,7 +94,10 @@ class _Extraction:
 
     def run_batch(self, count: int) -> None:
         taken = self.queue.take(count)
+        started = time.perf_counter()
         output = self.encoder(torch.cat([clips for _, clips in taken]), with_logits=self.show_predictions)
+        output.features = {kind: value.float().cpu() for kind, value in output.features.items()}  # syncs
+        self.summary.encode_seconds += time.perf_counter() - started
         offset = 0
         for (video_id, stream), clips in taken:
             part = slice(offset, offset + len(clips))
@@ -99,7 +105,7 @@ class _Extraction:
             entry = self.pending[video_id]
             kinds = list(output.features) if stream == SCENE else [self.encoder.primary_kind]
             for kind in kinds:
-                entry.outputs[stream][kind].append(output.features[kind][part].float().cpu())
+                entry.outputs[stream][kind].append(output.features[kind][part])
             entry.received[stream] += len(clips)
             if stream == SCENE and output.logits is not None:
                 entry.logits.append(output.logits[part].float().cpu())
