@@ -23,7 +23,7 @@ import numpy as np
 
 from aqa_pipeline.encoders.registry import ENCODERS
 from aqa_pipeline.report.pages import ExplainedVideo, ReportHeader, safe_name, write_pages
-from aqa_pipeline.report.points import ScoreView, score_view
+from aqa_pipeline.report.points import ClipTimes, ScoreView, score_view
 from aqa_pipeline.store.schema import KindProvenance
 from aqa_pipeline.train.model_card import ModelCard
 from aqa_pipeline.video.presets import Preset
@@ -167,7 +167,7 @@ def _explained(row: dict, head: str, video: Path) -> ExplainedVideo:
     units = (float(arrays.pop("label_scale", 1.0)), float(arrays.pop("label_offset", 0.0)))
     fps = video_fps(video)
     starts = np.asarray(row["times"], dtype=np.float64) / fps if fps else None
-    view = score_view(head, arrays, row["prediction"], *units, clip_starts_s=starts)
+    view = score_view(head, arrays, row["prediction"], *units, ClipTimes(starts_s=starts))
     return ExplainedVideo(row["id"], row["prediction"], view, video=video)
 
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from aqa_pipeline.cli.report import main as report_cli
 from aqa_pipeline.report.explain import clip_seconds, load_run, write_report
 from aqa_pipeline.report.pages import mmss, safe_name
-from aqa_pipeline.report.points import score_view
+from aqa_pipeline.report.points import ClipTimes, score_view
 
 SCALE, OFFSET = 40.0, 10.0  # working units → points, as a fold's minmax transform would give
 
@@ -74,7 +74,9 @@ def _fabricate_run(run_dir, provenance=None):
 
 def test_weight_score_contributions_are_exact_in_points():
     arrays, y = _weight_score_arrays(np.random.default_rng(1))
-    view = score_view("weight-score", arrays, y * SCALE + OFFSET, SCALE, OFFSET, seconds_per_clip=1.28)
+    view = score_view(
+        "weight-score", arrays, y * SCALE + OFFSET, SCALE, OFFSET, ClipTimes(seconds_per_clip=1.28)
+    )
     assert view.exact and view.baseline == OFFSET
     assert view.baseline + sum(m.points for m in view.moments) == pytest.approx(view.prediction)
     assert [m.start_s for m in view.moments[:3]] == pytest.approx([0.0, 1.28, 2.56])
@@ -95,7 +97,7 @@ def test_gdlt_grades_are_labelled_in_points_and_their_spread_is_exact():
 
 def test_attention_heads_get_an_attribution_said_to_be_one():
     attention = np.random.default_rng(3).dirichlet(np.ones(12), size=5)
-    view = score_view("tpt", {"attention": attention}, 30.0, SCALE, OFFSET, clip_starts_s=np.arange(12) * 0.5)
+    view = score_view("tpt", {"attention": attention}, 30.0, SCALE, OFFSET, ClipTimes(np.arange(12) * 0.5))
     assert not view.exact and "attribution" in view.caption
     assert view.baseline + sum(m.points for m in view.moments) == pytest.approx(30.0)
     assert view.moments[-1].end_s == pytest.approx(6.0)

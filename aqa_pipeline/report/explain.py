@@ -117,7 +117,7 @@ def write_report(
     """The run's report (``index.html`` and a page per video) under ``out_dir`` (default ``RUN/report``);
     returns the index. ``videos_dir`` holds the videos by id (``<id>.mp4`` ...) for the player and keyframes."""
     from aqa_pipeline.report.pages import ExplainedVideo, ReportHeader, write_pages
-    from aqa_pipeline.report.points import score_view
+    from aqa_pipeline.report.points import ClipTimes, score_view
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "report"
@@ -128,7 +128,9 @@ def write_report(
         ExplainedVideo(
             video.id,
             video.prediction,
-            score_view(head, video.arrays, video.prediction, *video.units, seconds_per_clip=seconds),
+            score_view(
+                head, video.arrays, video.prediction, *video.units, ClipTimes(seconds_per_clip=seconds)
+            ),
             video.truth,
             _find_video(Path(videos_dir), video.id) if videos_dir else None,
         )

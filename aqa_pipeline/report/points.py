@@ -57,84 +57,70 @@ class ScoreView:
         return sorted(ranked, key=lambda m: m.index)
 
 
+@dataclass(frozen=True)
+class ClipTimes:
+    """Where clips are in the video: their stored start times, else an even step, else unknown."""
+
+    starts_s: np.ndarray | None = None
+    seconds_per_clip: float | None = None
+
+    def boundaries(self, count: int) -> list[float | None]:
+        """count + 1 boundaries: each clip ends where the next begins (the last lasts as long as the one before)."""
+        if self.starts_s is not None and len(self.starts_s) == count and count:
+            starts = [float(s) for s in self.starts_s]
+            step = starts[-1] - starts[-2] if count > 1 else (self.seconds_per_clip or 1.0)
+            return [*starts, starts[-1] + step]
+        if self.seconds_per_clip:
+            return [i * self.seconds_per_clip for i in range(count + 1)]
+        return [None] * (count + 1)
+
+    def moments(self, points: np.ndarray) -> list[Moment]:
+        edges = self.boundaries(len(points))
+        return [Moment(i, edges[i], edges[i + 1], float(p)) for i, p in enumerate(points)]
+
+
 def score_view(
     head: str,
     arrays: dict[str, np.ndarray],
     prediction: float,
     scale: float = 1.0,
     offset: float = 0.0,
-    clip_starts_s: np.ndarray | None = None,
-    seconds_per_clip: float | None = None,
+    times: ClipTimes = ClipTimes(),
 ) -> ScoreView:
     """``arrays`` of one video (as the head saved them) as contributions in points; ``scale`` and ``offset`` take
-    the head's working units to points (``LabelTransform.to_points``).
-
-    ``clip_starts_s`` gives each clip's start in seconds (from the store's frame times); otherwise
-    ``seconds_per_clip`` spaces them evenly; with neither, moments have no times."""
+    the head's working units to points (``LabelTransform.to_points``)."""
     if "weights" in arrays and "clip_scores" in arrays:
-        points = np.asarray(arrays["weights"]) * np.asarray(arrays["clip_scores"]) * scale
-        caption = "weight × clip score of the decoder, in points (exact: baseline + Σ = score)"
-        return _view(prediction, offset, points, True, caption, clip_starts_s, seconds_per_clip)
+        return _decoder_view(arrays, prediction, scale, offset, times)
     if "grades" in arrays and np.ndim(arrays.get("attention")) == 2:
-        responses, attention = np.asarray(arrays["grades"]), np.asarray(arrays["attention"])
-        working_values = np.linspace(0.0, 1.0, len(responses))
-        points = (responses * working_values * scale) @ attention
-        grades = [
-            Grade(float(v * scale + offset), float(r)) for v, r in zip(working_values, responses, strict=True)
-        ]
-        caption = "each grade's share of the score spread over clips by its attention, in points (exact)"
-        view = _view(
-            prediction,
-            offset * float(responses.sum()),
-            points,
-            True,
-            caption,
-            clip_starts_s,
-            seconds_per_clip,
-        )
-        view.grades = grades
-        return view
+        return _grade_view(arrays, prediction, scale, offset, times)
     attention = arrays.get("attention")
     if attention is not None and np.ndim(attention) in (1, 2) and np.size(attention):
-        share = np.asarray(attention, dtype=np.float64)
-        share = share.mean(axis=0) if share.ndim == 2 else share
-        share = share / share.sum() if share.sum() > 0 else share
-        caption = f"score above the baseline shared out by the {head} head's mean attention (an attribution)"
-        return _view(
-            prediction, offset, share * (prediction - offset), False, caption, clip_starts_s, seconds_per_clip
-        )
+        return _attention_view(head, np.asarray(attention, dtype=np.float64), prediction, offset, times)
     series = {k: np.asarray(v) for k, v in arrays.items() if np.ndim(v) == 1 and np.size(v)}
-    return ScoreView(
-        prediction, offset, [], False, f"the {head} head gives no per-clip explanation", series=series
-    )
+    caption = f"the {head} head gives no per-clip explanation"
+    return ScoreView(prediction, offset, [], False, caption, series=series)
 
 
-def _view(
-    prediction: float,
-    baseline: float,
-    points: np.ndarray,
-    exact: bool,
-    caption: str,
-    clip_starts_s: np.ndarray | None,
-    seconds_per_clip: float | None,
+def _decoder_view(arrays, prediction: float, scale: float, offset: float, times: ClipTimes) -> ScoreView:
+    points = np.asarray(arrays["weights"]) * np.asarray(arrays["clip_scores"]) * scale
+    caption = "weight × clip score of the decoder, in points (exact: baseline + Σ = score)"
+    return ScoreView(prediction, offset, times.moments(points), True, caption)
+
+
+def _grade_view(arrays, prediction: float, scale: float, offset: float, times: ClipTimes) -> ScoreView:
+    responses, attention = np.asarray(arrays["grades"]), np.asarray(arrays["attention"])
+    values = np.linspace(0.0, 1.0, len(responses))  # GDLT's fixed grade values, in working units
+    points = (responses * values * scale) @ attention
+    grades = [Grade(float(v * scale + offset), float(r)) for v, r in zip(values, responses, strict=True)]
+    caption = "each grade's share of the score spread over clips by its attention, in points (exact)"
+    baseline = offset * float(responses.sum())
+    return ScoreView(prediction, baseline, times.moments(points), True, caption, grades=grades)
+
+
+def _attention_view(
+    head: str, attention: np.ndarray, prediction: float, offset: float, times: ClipTimes
 ) -> ScoreView:
-    starts = _starts(len(points), clip_starts_s, seconds_per_clip)
-    moments = [
-        Moment(i, starts[i], starts[i + 1] if starts[i] is not None else None, float(p))
-        for i, p in enumerate(points)
-    ]
-    return ScoreView(prediction, baseline, moments, exact, caption)
-
-
-def _starts(
-    count: int, clip_starts_s: np.ndarray | None, seconds_per_clip: float | None
-) -> list[float | None]:
-    """count + 1 boundaries: each clip starts where it starts and ends where the next begins (the last one
-    lasts as long as the one before it)."""
-    if clip_starts_s is not None and len(clip_starts_s) == count and count:
-        starts = [float(s) for s in clip_starts_s]
-        step = starts[-1] - starts[-2] if count > 1 else (seconds_per_clip or 1.0)
-        return [*starts, starts[-1] + step]
-    if seconds_per_clip:
-        return [i * seconds_per_clip for i in range(count + 1)]
-    return [None] * (count + 1)
+    share = attention.mean(axis=0) if attention.ndim == 2 else attention
+    share = share / share.sum() if share.sum() > 0 else share
+    caption = f"score above the baseline shared out by the {head} head's mean attention (an attribution)"
+    return ScoreView(prediction, offset, times.moments(share * (prediction - offset)), False, caption)
