@@ -80,6 +80,13 @@ def _read_config(path: str | None) -> dict:
     help="Number of seeds (seed, seed+1, ...): mean ± std.",
 )
 @click.option(
+    "--ensemble",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train S copies of the head with different seeds and average their predictions and explanations "
+    "(in every fold and in the saved model) [default: 1].",
+)
+@click.option(
     "--protocol",
     type=click.Choice(["honest", "paper"]),
     default=None,
@@ -157,6 +164,7 @@ def main(
     cv,
     seed,
     n_seeds,
+    ensemble,
     protocol,
     sets,
     label_norm,
@@ -211,6 +219,7 @@ def main(
         "target": target,
         "feature": feature,
         "cv": cv,
+        "ensemble": ensemble,
         "protocol": protocol,
         "label_norm": label_norm,
         "use_dd": use_dd,

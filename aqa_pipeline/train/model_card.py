@@ -36,6 +36,7 @@ class ModelCard:
     selection: str
     seeds: list[int]
     folds: int | None  # CV folds, None for a train/test split
+    ensemble: int  # seeds averaged per model (1: a single head)
     label_transform: dict[str, Any]
     created: str
     package_version: str
@@ -81,7 +82,9 @@ class ModelCard:
                 "```",
                 "",
                 "## Evaluation",
-                f"Protocol: {self.protocol}, {split}, seeds {self.seeds}. Selection: {self.selection}.",
+                f"Protocol: {self.protocol}, {split}, seeds {self.seeds}"
+                f"{f', each model an ensemble of {self.ensemble} seeds' if self.ensemble > 1 else ''}. "
+                f"Selection: {self.selection}.",
                 "",
                 "| metric | mean | std over seeds |",
                 "|---|---|---|",
@@ -115,6 +118,7 @@ def card_for_run(
         selection=metrics.get("selection", ""),
         seeds=list(fit["seeds"]),
         folds=fit["cv"],
+        ensemble=fit["ensemble"],
         label_transform=transform,
         created=datetime.date.today().isoformat(),
         package_version=inputs["package_version"],

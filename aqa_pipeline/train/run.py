@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from aqa_pipeline import __version__
 from aqa_pipeline.heads.base import Head
+from aqa_pipeline.heads.ensemble import build_head, restore_head
 from aqa_pipeline.heads.registry import get_head
 from aqa_pipeline.store import FeatureSet, FeatureStore, StoreError
 from aqa_pipeline.train.checkpoint import from_plain, load_checkpoint, save_checkpoint
@@ -70,6 +71,7 @@ class FitConfig:
     final_model: bool = True
     progress: bool = True
     log: str | None = None  # experiment tracker: "tensorboard" or "mlflow" (train/tracking.py)
+    ensemble: int = 1  # seeds per model, predictions averaged (heads/ensemble.py)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FitConfig:
@@ -216,7 +218,7 @@ def _fit_one(
         val = scored
     else:
         val = sequences(loaded.train.subset(fold.val)) if fold.val is not None else None
-    head = head_cls(**config.head_options)
+    head = build_head(head_cls, config.head_options, config.ensemble)
     on_epoch = partial(tracker.log_epoch, f"seed{seed}/{fold.name}") if tracker is not None else None
     history = head.fit(
         sequences(fit_set), val, seed=seed, device=config.device, progress=config.progress, on_epoch=on_epoch
@@ -486,8 +488,7 @@ def predict_store(
             )
     data = store.load(kinds, split=split, dtype=np.float32)
     loaded = LoadedData(data, None, resolved["primary_feature"], resolved["extras"], store.dataset)
-    head = head_cls()
-    head.load_state_dict(checkpoint["state"])
+    head = restore_head(head_cls, checkpoint["state"])
     # Unlabelled videos simply get NaN targets; the head's own options shape its inputs as in training.
     sequences = to_sequences(data, loaded, transform, fit.target, head_cls, fit.head_options)
     prediction = head.predict(sequences)
