@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from aqa_pipeline.encoders.registry import default_encoder
 from aqa_pipeline.heads.registry import head_names
 from aqa_pipeline.manifests import DATASETS
+from aqa_pipeline.video.presets import DATASET_PRESETS
 
 DIVING_DD = ("--use-dd",)
 NO_ACTOR = ("--set", "use_actor=false")
@@ -133,16 +135,16 @@ def get_plan(dataset: str) -> DatasetPlan:
 
 def restrict(plan: DatasetPlan, heads: tuple[str, ...]) -> DatasetPlan:
     """Only ``heads``, in that order; a registered head the papers did not use (a baseline such as ``ridge``)
-    runs on the first feature store of the plan, so a cheap row can sit beside the papers'."""
+    runs on the dataset's default features (those of ``aqa-extract --dataset``), a cheap row beside the papers'."""
     unknown = [head for head in heads if head not in head_names()]
     if unknown:
         raise ValueError(f"--heads: unknown heads {unknown}; available: {', '.join(head_names())}")
     by_head: dict[str, list[HeadRun]] = {}
     for run in plan.heads:
         by_head.setdefault(run.head, []).append(run)
-    first = plan.stages[0]
+    default = FeatureStage(default_encoder(plan.dataset), DATASET_PRESETS[plan.dataset])
     targets = plan.heads[0].targets
-    chosen = [run for head in heads for run in by_head.get(head, [HeadRun(head, first, targets)])]
+    chosen = [run for head in heads for run in by_head.get(head, [HeadRun(head, default, targets)])]
     return dataclasses.replace(plan, heads=tuple(chosen))
 
 
