@@ -78,12 +78,16 @@ FSPN_VARIANT = (
     "without the actor stream (use_actor=false): it needs tracked athlete clips (aqa-extract --actor)"
 )
 
+RG_VARIANT = "one model over the four apparatus, scored per apparatus (the papers train one per apparatus)"
 
-def _long_videos(targets: tuple[str, ...]) -> tuple[HeadRun, ...]:
+
+def _long_videos(targets: tuple[str, ...], variant: str = "") -> tuple[HeadRun, ...]:
     return (
-        HeadRun("action-net", ACTION_NET, targets, variant=ACTION_NET_VARIANT),
-        HeadRun("gdlt", GDLT, targets),
-        HeadRun("weight-score", GDLT, targets),
+        HeadRun(
+            "action-net", ACTION_NET, targets, variant="; ".join(filter(None, (ACTION_NET_VARIANT, variant)))
+        ),
+        HeadRun("gdlt", GDLT, targets, variant=variant),
+        HeadRun("weight-score", GDLT, targets, variant=variant),
     )
 
 
@@ -118,7 +122,7 @@ PLANS: dict[str, DatasetPlan] = {
                 HeadRun("fspn", FINEDIVING, fit_args=DIVING_DD + NO_ACTOR, variant=FSPN_VARIANT),
             ),
         ),
-        DatasetPlan("rhythmic-gymnastics", _long_videos(("score",)), release="gdlt-vst"),
+        DatasetPlan("rhythmic-gymnastics", _long_videos(("score",), RG_VARIANT), release="gdlt-vst"),
         DatasetPlan("fis-v", _long_videos(("tes", "pcs")), release="gdlt-vst"),
     ]
 }

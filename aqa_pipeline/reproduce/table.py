@@ -74,7 +74,9 @@ def read_cell(run_dir: Path, metric: str) -> RunCell:
 
 def _rows_of(run: HeadRun, target: str, numbers: list[PaperNumber], layout: Layout) -> list[TableRow]:
     theirs = [n for n in numbers if n.head == run.head and n.target == target]
-    wanted = [(n.metric, f"{n.value:g}", n.source()) for n in theirs] or [("spearman", "—", NO_NUMBER)]
+    wanted = [(n.metric, f"{n.value:g}", n.source()) for n in theirs]
+    if not any(n.metric == "spearman" for n in theirs):  # the whole scored split's ρ, always shown first
+        wanted.insert(0, ("spearman", "—", NO_NUMBER))
     features = run.features.name
     rows = []
     for metric, paper, source in wanted:
