@@ -78,6 +78,7 @@ FSPN_VARIANT = (
     "without the actor stream (use_actor=false): it needs tracked athlete clips (aqa-extract --actor)"
 )
 
+AQA7_VARIANT = "one model over the six classes, scored per class (CoRe and TPT train one per class)"
 RG_VARIANT = "one model over the four apparatus, scored per apparatus (the papers train one per apparatus)"
 
 
@@ -108,9 +109,9 @@ PLANS: dict[str, DatasetPlan] = {
         DatasetPlan(
             "aqa-7",
             (
-                HeadRun("usdl", AQA7),
-                HeadRun("core", AQA7),
-                HeadRun("tpt", TPT),
+                HeadRun("usdl", AQA7, variant=AQA7_VARIANT),
+                HeadRun("core", AQA7, variant=AQA7_VARIANT),
+                HeadRun("tpt", TPT, variant=AQA7_VARIANT),
                 HeadRun("tsa", AQA7, not_run=TSA_NOT_RUN),
             ),
         ),
