@@ -198,3 +198,22 @@ def test_a_folder_with_missing_videos_is_refused_before_any_work(datasets, tmp_p
     missing = [line for line in refused.stderr.splitlines() if line.strip().startswith("missing ")]
     assert missing == [f"  missing {videos / manifest.rows[0].video}.* (video {manifest.rows[0].video!r})"]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_published_features_replace_the_videos(datasets, tmp_path):
+    root, env = datasets
+    manifest = load_manifest(Path(env["AQA_MANIFEST_DIR"]) / "fis-v.csv")
+    rng = np.random.default_rng(0)
+    for row in manifest.rows:
+        np.save(tmp_path / f"{row.id}.npy", rng.standard_normal((8, 1024)).astype(np.float32))
+    out = tmp_path / "out"
+    done = _make(
+        "reproduce-fis-v", env, FEATURES=tmp_path, REPRODUCE_OUT=out, SEEDS=1, SET="epochs=1", HEADS="gdlt"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "samples with published features: test 2/2, train 4/4" in done.stdout
+    rows = _table(out / "fis-v")
+    assert [(r["head"], r["target"]) for r in rows] == [("gdlt", "tes"), ("gdlt", "pcs")]
+    assert {r["features"] for r in rows} == {"gdlt-vst-published"}
+    assert [r["paper's number"] for r in rows] == ["0.685", "0.82"]

@@ -100,8 +100,6 @@ def reproduce(request: Request, log: Log) -> Outcome:
     layout = Layout(request.out / request.dataset)
     settings = Settings(request.seeds, request.head_sets, request.device, request.threads)
     features, fits = run_plan(plan, request.source, layout, settings, log, request.published)
-    table, csv_path = write_table(
-        build_rows(plan, numbers_for(request.dataset), layout), request.dataset, layout
-    )
-    rows = len(csv_path.read_text().splitlines()) - 1
-    return Outcome(request.dataset, source, table, csv_path, rows, features, fits)
+    rows = build_rows(plan, numbers_for(request.dataset), layout)
+    table, csv_path = write_table(rows, request.dataset, layout)
+    return Outcome(request.dataset, source, table, csv_path, len(rows), features, fits)
