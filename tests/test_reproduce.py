@@ -138,6 +138,7 @@ def _expected_rows(dataset: str) -> set[tuple[str, str, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.realdata  # the real I3D and MobileNetV2 checkpoints
 def test_every_target_writes_the_papers_table_beside_ours(datasets, tmp_path):
     root, env = datasets
     done = _make("reproduce-all", env, DATA=root, REPRODUCE_OUT=tmp_path, SEEDS=1, SET="epochs=1",
@@ -166,6 +167,7 @@ def test_every_target_writes_the_papers_table_beside_ours(datasets, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.realdata  # the real I3D and MobileNetV2 checkpoints
 def test_the_paper_features_resume_without_redoing_finished_stages(datasets, tmp_path):
     root, env = datasets
     run = dict(DATA=root / "finediving", REPRODUCE_OUT=tmp_path, SEEDS=1, SET="epochs=1", HEADS="core")
@@ -186,6 +188,7 @@ def test_the_paper_features_resume_without_redoing_finished_stages(datasets, tmp
 
 
 @pytest.mark.slow
+@pytest.mark.realdata  # the real I3D and MobileNetV2 checkpoints
 def test_a_folder_with_missing_videos_is_refused_before_any_work(datasets, tmp_path):
     root, env = datasets
     manifest = load_manifest(Path(env["AQA_MANIFEST_DIR"]) / "aqa-7.csv")
@@ -201,6 +204,7 @@ def test_a_folder_with_missing_videos_is_refused_before_any_work(datasets, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.realdata  # the real I3D and MobileNetV2 checkpoints
 def test_published_features_replace_the_videos(datasets, tmp_path):
     root, env = datasets
     manifest = load_manifest(Path(env["AQA_MANIFEST_DIR"]) / "fis-v.csv")
