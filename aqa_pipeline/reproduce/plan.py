@@ -73,7 +73,7 @@ ACTION_NET = FeatureStage("i3d", "action-net")
 TSA_NOT_RUN = (
     "needs I3D maps and athlete tube boxes (aqa-extract --maps --boxes), not wired into reproduce yet"
 )
-ACTION_NET_VARIANT = "dynamic (I3D) stream only: the static stream needs person crops (aqa-extract --crops)"
+ACTION_NET_VARIANT = "dynamic stream only: the static stream needs person crops (aqa-extract --crops)"
 FSPN_VARIANT = (
     "without the actor stream (use_actor=false): it needs tracked athlete clips (aqa-extract --actor)"
 )
