@@ -160,7 +160,7 @@ def test_every_target_writes_the_papers_table_beside_ours(datasets, tmp_path):
             if row["head"] == "tsa":
                 assert row["ours honest"] == "not run" and "--maps --boxes" in row["note"]
                 continue
-            assert row["features"] == "mobilenet-v2-frames" and row["evaluation"] == "test split"
+            assert row["features"] == "mobilenet-v2-frames" and row["evaluation"] == "test"
             for cell in (row["ours honest"], row["ours paper-protocol"]):
                 assert CELL.match(cell) or cell == "n/a", row
         assert any(CELL.match(r["ours honest"]) for r in rows), f"{dataset}: no number at all"

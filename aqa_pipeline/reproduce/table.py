@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aqa_pipeline.report.compare import load_summary
 from aqa_pipeline.reproduce.papers import PaperNumber
 from aqa_pipeline.reproduce.plan import DatasetPlan, HeadRun
 from aqa_pipeline.reproduce.stages import Layout
@@ -64,12 +65,11 @@ def _lookup(metrics: dict, path: str) -> float:
 
 
 def read_cell(run_dir: Path, metric: str) -> RunCell:
-    """``metric`` (a dotted path) of every seed of a finished run; nan where a seed lacks it."""
+    """``metric`` (a dotted path) of every seed of a finished run; nan where a seed lacks it. The evaluation is
+    named as ``aqa-compare`` names it (``test`` or ``K-fold CV``)."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    split = "test" if "test" in metrics else "cv"
-    config = json.loads((run_dir / "config.json").read_text())
-    evaluation = "test split" if split == "test" else f"{config.get('cv') or 5}-fold CV on train"
-    return RunCell(tuple(_lookup(seed, metric) for seed in metrics[split]["per_seed"]), evaluation)
+    per_seed = metrics["test" if "test" in metrics else "cv"]["per_seed"]
+    return RunCell(tuple(_lookup(seed, metric) for seed in per_seed), load_summary(run_dir).evaluation)
 
 
 def _rows_of(run: HeadRun, target: str, numbers: list[PaperNumber], layout: Layout) -> list[TableRow]:
