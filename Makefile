@@ -3,12 +3,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+REPRODUCE_DATASETS := mtl-aqa finediving aqa-7 rhythmic-gymnastics fis-v
 STAMP := $(VENV)/.installed
 export YOLO_OFFLINE ?= 1
 export YOLO_AUTOINSTALL ?= 0
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup test test-fast wheel-smoke demo lint format bench fisv-store fisv-baselines fisv-heads clean
+.PHONY: setup test test-fast wheel-smoke demo lint format bench fisv-store fisv-baselines fisv-heads clean \
+	reproduce-all $(addprefix reproduce-,$(REPRODUCE_DATASETS))
 
 setup: $(STAMP)
 
@@ -59,5 +61,24 @@ fisv-baselines: fisv-store  ## Fis-V CV table of the baselines (about an hour on
 fisv-heads: fisv-store  ## Fis-V CV table of the paper heads (several hours on 2 CPU cores)
 	@$(call fisv_cv,tpt core action-net gdlt weight-score)
 
+# -- the seed papers' tables from your copy of a dataset (README: "Reproducing the papers' tables") ------------
+# make reproduce-mtl-aqa DATA=/datasets/mtl-aqa/videos          (or FEATURES=DIR for fis-v / rhythmic-gymnastics)
+# Smaller runs: SEEDS=1 HEADS=gdlt,ridge SET="epochs=2 batch_size=8"; DEVICE=cuda:0; THREADS=N for each aqa-fit;
+# ENCODER= / PRESET= replace the papers' (the table says so). Interrupted, the same command resumes.
+SEEDS ?= 3
+DEVICE ?= cpu
+REPRODUCE_OUT ?= reproduce
+reproduce = $(PY) -m aqa_pipeline.cli.reproduce $(1) --out $(REPRODUCE_OUT) --seeds $(SEEDS) --device $(DEVICE) \
+	$(if $(HEADS),--heads $(HEADS)) $(foreach item,$(SET),--set $(item)) $(if $(ENCODER),--encoder $(ENCODER)) \
+	$(if $(PRESET),--preset $(PRESET)) $(if $(THREADS),--threads $(THREADS))
+
+$(addprefix reproduce-,$(REPRODUCE_DATASETS)): reproduce-%: setup  ## writes $(REPRODUCE_OUT)/<dataset>/TABLE.md
+	@test -n "$(DATA)$(FEATURES)" || { echo "reproduce-$*: give DATA=/path/to/its/videos (or FEATURES=DIR)" >&2; exit 2; }
+	$(call reproduce,$*) $(if $(FEATURES),--features $(FEATURES),--data $(DATA))
+
+reproduce-all: setup  ## every table; DATA holds one video folder per dataset (DATA/mtl-aqa, DATA/fis-v, ...)
+	@test -n "$(DATA)" || { echo "reproduce-all: give DATA=/path holding one video folder per dataset" >&2; exit 2; }
+	@for dataset in $(REPRODUCE_DATASETS); do $(call reproduce,$$dataset) --data $(DATA)/$$dataset || exit 1; done
+
 clean:
-	rm -rf $(VENV) demo-output runs .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) demo-output runs reproduce .pytest_cache .ruff_cache *.egg-info

@@ -19,7 +19,7 @@ from aqa_pipeline.cli.common import device_option, parse_device
 from aqa_pipeline.heads.registry import head_names
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ("fit", "report", "import_features", "manifest", "compare")
+COMMANDS = ("fit", "report", "import_features", "manifest", "compare", "reproduce")
 
 
 @click.command()

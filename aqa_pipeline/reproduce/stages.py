@@ -1,0 +1,163 @@
+"""Running a dataset's plan: features (``aqa-extract``, or ``aqa-import`` of published ones), then every head
+under both protocols (``aqa-fit``), each stage skipped when a previous run finished it.
+
+The stages call the very commands a user would type, in-process (one torch import for the whole table), and log
+each command line so any cell of the table can be re-run by hand. A finished extraction leaves
+``<store>.done`` beside its store; a finished fit leaves ``metrics.json`` in its run directory; an interrupted
+one is redone from its start (aqa-extract itself keeps the videos it finished).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from aqa_pipeline.reproduce.plan import DatasetPlan, FeatureStage, HeadRun
+
+PROTOCOLS = ("honest", "paper")
+Log = Callable[[str], None]
+
+
+class StageError(RuntimeError):
+    """A stage's command failed; the message names the command and its error."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one dataset's reproduction writes: ``<out>/<dataset>/{features,runs}/``, TABLE.md, table.csv."""
+
+    root: Path
+
+    def store(self, stage: FeatureStage) -> Path:
+        return self.root / "features" / f"{stage.name}.h5"
+
+    def run_dir(self, run: HeadRun, target: str, protocol: str) -> Path:
+        return self.root / "runs" / f"{run.head}-{target}-{protocol}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every fit shares: seeds, head option overrides, device and threads."""
+
+    seeds: int = 3
+    head_sets: tuple[str, ...] = ()  # KEY=VALUE, given to each head that has the option
+    device: str = "cpu"
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class StageCounts:
+    """What this invocation did, for the summary: done now versus found finished."""
+
+    ran: int = 0
+    skipped: int = 0
+
+    def add(self, ran: bool) -> StageCounts:
+        return StageCounts(self.ran + ran, self.skipped + (not ran))
+
+
+def _invoke(command: click.Command, prog: str, args: list[str], log: Log) -> None:
+    """Run an ``aqa-*`` command in-process, its own output on stderr; a failure becomes a StageError."""
+    log(f"$ {prog} {shlex.join(args)}")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            command.main(args=args, prog_name=prog, standalone_mode=False)
+    except click.ClickException as error:
+        raise StageError(f"{prog} failed: {error.format_message()}") from error
+    except SystemExit as error:
+        if error.code:
+            raise StageError(f"{prog} exited with status {error.code} (see its messages above)") from error
+
+
+def _finish(store: Path) -> None:
+    store.with_name(store.name + ".done").touch()
+
+
+def _finished(store: Path) -> bool:
+    return store.with_name(store.name + ".done").is_file()
+
+
+def extract(stage: FeatureStage, dataset: str, videos: Path, layout: Layout, device: str, log: Log) -> bool:
+    """The stage's feature store from the videos; False when a previous run finished it."""
+    from aqa_pipeline.cli.extract import main
+
+    store = layout.store(stage)
+    if _finished(store):
+        return False
+    store.parent.mkdir(parents=True, exist_ok=True)
+    args = ["--dataset", dataset, "--video-root", str(videos), "--out", str(store)]
+    args += ["--encoder", stage.encoder, "--preset", stage.preset, "--device", device]
+    _invoke(main, "aqa-extract", args, log)
+    _finish(store)
+    return True
+
+
+def import_published(stage: FeatureStage, dataset: str, features: Path, layout: Layout, log: Log) -> bool:
+    """The published features (``stage.encoder`` names the release) as a store; False when already imported."""
+    from aqa_pipeline.cli.import_features import main
+
+    store = layout.store(stage)
+    if _finished(store):
+        return False
+    store.parent.mkdir(parents=True, exist_ok=True)
+    args = ["--dataset", dataset, "--features-dir", str(features), "--out", str(store)]
+    _invoke(main, "aqa-import", [*args, "--release", stage.encoder], log)
+    _finish(store)
+    return True
+
+
+def options_for(head: str, head_sets: tuple[str, ...]) -> list[str]:
+    """The ``--set`` arguments among ``head_sets`` that ``head`` has an option for."""
+    from aqa_pipeline.heads.catalog import head_options
+
+    names = {option.name for option in head_options(head)}
+    return [arg for item in head_sets if item.split("=", 1)[0] in names for arg in ("--set", item)]
+
+
+def check_sets(plan: DatasetPlan, head_sets: tuple[str, ...]) -> None:
+    """Refuse a ``--set KEY=VALUE`` that no head of the plan has: a typo must not run a silent full table."""
+    for item in head_sets:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        if not any(options_for(run.head, (item,)) for run in plan.runnable()):
+            heads = ", ".join(run.head for run in plan.runnable())
+            raise ValueError(f"--set {item!r}: none of the heads ({heads}) has option {item.split('=')[0]!r}")
+
+
+def fit(run: HeadRun, target: str, protocol: str, layout: Layout, settings: Settings, log: Log) -> bool:
+    """One head, target and protocol over all seeds; False when its finished run directory exists."""
+    from aqa_pipeline.cli.fit import main
+
+    out = layout.run_dir(run, target, protocol)
+    if (out / "metrics.json").is_file():
+        return False
+    args = ["--head", run.head, str(layout.store(run.features)), "--target", target, "--protocol", protocol]
+    args += ["--seeds", str(settings.seeds), "--out", str(out), "--no-final-model", "--quiet"]
+    args += [*run.fit_args, *options_for(run.head, settings.head_sets), "--device", settings.device]
+    args += ["--threads", str(settings.threads)] if settings.threads else []
+    _invoke(main, "aqa-fit", [*args, *(["--overwrite"] if out.exists() else [])], log)
+    return True
+
+
+def run_plan(
+    plan: DatasetPlan, source: Path, layout: Layout, settings: Settings, log: Log, published: bool
+) -> tuple[StageCounts, StageCounts]:
+    """Features then fits; ``source`` is the video folder, or the published features when ``published``."""
+    features = StageCounts()
+    for stage in plan.stages:
+        if published:
+            features = features.add(import_published(stage, plan.dataset, source, layout, log))
+        else:
+            features = features.add(extract(stage, plan.dataset, source, layout, settings.device, log))
+    fits = StageCounts()
+    for run in plan.runnable():
+        for target in run.targets:
+            for protocol in PROTOCOLS:
+                fits = fits.add(fit(run, target, protocol, layout, settings, log))
+    return features, fits
