@@ -201,3 +201,16 @@ def test_a_missing_encoder_checkpoint_is_named_before_any_work(trained, tmp_path
 
 def _offline(*args, **kwargs):
     raise OSError("no network in tests")
+
+
+def test_judge_scores_become_columns_of_scores_csv(tmp_path):
+    """MUSDL explains a score by its judges: scores.csv gets judge1..judgeJ beside the total."""
+    from aqa_pipeline.report.points import score_view
+    from aqa_pipeline.scoring import VideoScore, _sub_scores, _write_scores
+
+    view = score_view("musdl", {"judge_scores": np.array([7.5, 8.0, 8.5])}, 72.0)
+    judged = VideoScore("dive", "dive.mp4", 72.0, explanation=view, sub_scores=_sub_scores(view))
+    _write_scores(tmp_path / "scores.csv", [judged, VideoScore("bad", "bad.mp4", None, "cannot decode")])
+    lines = (tmp_path / "scores.csv").read_text().splitlines()
+    assert lines[0] == "video,path,score,judge1,judge2,judge3,error"
+    assert lines[1] == "dive,dive.mp4,72.0,7.5,8.0,8.5," and lines[2] == "bad,bad.mp4,,,,,cannot decode"
