@@ -87,6 +87,13 @@ def _read_config(path: str | None) -> dict:
     "(in every fold and in the saved model) [default: 1].",
 )
 @click.option(
+    "--refit",
+    type=click.Choice(["epochs"]),
+    default=None,
+    help="epochs: train the saved model on every training video for the median of the folds' best epochs, "
+    "instead of holding out --val-fraction to select its epoch.",
+)
+@click.option(
     "--protocol",
     type=click.Choice(["honest", "paper"]),
     default=None,
@@ -165,6 +172,7 @@ def main(
     seed,
     n_seeds,
     ensemble,
+    refit,
     protocol,
     sets,
     label_norm,
@@ -220,6 +228,7 @@ def main(
         "feature": feature,
         "cv": cv,
         "ensemble": ensemble,
+        "refit": refit,
         "protocol": protocol,
         "label_norm": label_norm,
         "use_dd": use_dd,

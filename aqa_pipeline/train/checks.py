@@ -32,6 +32,10 @@ def check_fit_config(config: FitConfig) -> None:
         raise ValueError(f"val_fraction={fraction!r}: expected a number from 0 to {MAX_VAL_FRACTION}")
     if not _is_int(config.ensemble) or config.ensemble < 1:
         raise ValueError(f"ensemble={config.ensemble!r}: expected the number of seeds per model, ≥ 1")
+    if config.refit not in (None, "epochs"):
+        raise ValueError(
+            f"refit={config.refit!r}: 'epochs' (train the saved model on every training video) or none"
+        )
     if config.protocol not in ("honest", "paper"):
         raise ValueError(f"unknown protocol {config.protocol!r}: honest or paper")
     if not isinstance(config.target, str) or not config.target:

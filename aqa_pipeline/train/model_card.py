@@ -37,6 +37,7 @@ class ModelCard:
     seeds: list[int]
     folds: int | None  # CV folds, None for a train/test split
     ensemble: int  # seeds averaged per model (1: a single head)
+    final_model: dict[str, Any]  # how the saved model trained: videos, refit (and its epochs)
     label_transform: dict[str, Any]
     created: str
     package_version: str
@@ -85,6 +86,8 @@ class ModelCard:
                 f"Protocol: {self.protocol}, {split}, seeds {self.seeds}"
                 f"{f', each model an ensemble of {self.ensemble} seeds' if self.ensemble > 1 else ''}. "
                 f"Selection: {self.selection}.",
+                f"The saved model trained on {self.final_model.get('videos', '?')} training videos"
+                f"{f' for {e} epochs (refit: the folds median best epoch)' if (e := self.final_model.get('epochs')) else ''}.",
                 "",
                 "| metric | mean | std over seeds |",
                 "|---|---|---|",
@@ -119,6 +122,7 @@ def card_for_run(
         seeds=list(fit["seeds"]),
         folds=fit["cv"],
         ensemble=fit["ensemble"],
+        final_model=metrics.get("final_model", {}),
         label_transform=transform,
         created=datetime.date.today().isoformat(),
         package_version=inputs["package_version"],

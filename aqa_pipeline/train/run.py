@@ -21,7 +21,7 @@ import csv
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,7 @@ class FitConfig:
     progress: bool = True
     log: str | None = None  # experiment tracker: "tensorboard" or "mlflow" (train/tracking.py)
     ensemble: int = 1  # seeds per model, predictions averaged (heads/ensemble.py)
+    refit: str | None = None  # "epochs": the saved model trains on every training video (see _final_model)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FitConfig:
@@ -379,15 +380,11 @@ def run(
         metrics["warning"] = PAPER_WARNING
     final_head = final_transform = None
     if config.final_model:
-        # The saved model: trained on the whole train split (validation carved as in the protocol).
-        fold = final_fold(
-            len(loaded.train),
-            seed=config.seeds[0],
-            val_fraction=config.val_fraction,
-            uses_validation=head_cls.uses_validation,
-        )
         bar.set_postfix(model="final (whole train split)")
-        final = _fit_one(config, head_cls, loaded, fold, config.seeds[0], tracker)
+        final_config, fold, metrics["final_model"] = _final_model(
+            config, head_cls, len(loaded.train), histories
+        )
+        final = _fit_one(final_config, head_cls, loaded, fold, config.seeds[0], tracker)
         final_head, final_transform = final["head"], final["transform"]
         bar.update()
     bar.close()
@@ -399,6 +396,27 @@ def run(
     if out_dir is not None:
         write_run_dir(Path(out_dir), config, store, loaded, result, final_transform)
     return result
+
+
+def _final_model(
+    config: FitConfig, head_cls: type[Head], n_train: int, histories: list[dict[str, Any]]
+) -> tuple[FitConfig, Fold, dict[str, Any]]:
+    """How the saved model trains. By default as in the protocol: the validation carve is held out and selects
+    the epoch. With ``refit="epochs"`` a head that selects epochs trains on every training video for the median
+    of the evaluated fits' best epochs (first seed), so it sees as many videos as the closed-form heads do."""
+    if config.refit != "epochs" or not head_cls.uses_validation:
+        fold = final_fold(
+            n_train,
+            seed=config.seeds[0],
+            val_fraction=config.val_fraction,
+            uses_validation=head_cls.uses_validation,
+        )
+        return config, fold, {"videos": len(fold.fit), "refit": None}
+    best = [h["best_epoch"] for h in histories if h["seed"] == config.seeds[0] and h["best_epoch"]]
+    epochs = max(1, int(np.median(best))) if best else int(head_cls(**config.head_options).config["epochs"])
+    refit = replace(config, head_options={**config.head_options, "epochs": epochs})
+    fold = final_fold(n_train, seed=config.seeds[0], val_fraction=0.0, uses_validation=False)
+    return refit, fold, {"videos": n_train, "refit": "epochs", "epochs": epochs, "fold_best_epochs": best}
 
 
 def write_run_dir(
