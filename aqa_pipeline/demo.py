@@ -107,25 +107,41 @@ def demo_preset():
     )
 
 
-def stage_one(out_dir: Path) -> Path:
+def demo_i3d_weights(out_dir: Path) -> tuple[Path, str]:
+    """The Kinetics I3D when it is on disk (the demo never downloads); otherwise a randomly initialised one,
+    saved as a checkpoint so that stage three's aqa-score loads the very same network. Returns (path, what)."""
+    import torch
+
+    from aqa_pipeline.encoders.i3d import InceptionI3d
+    from aqa_pipeline.encoders.weights import WeightsNotFoundError, resolve_weights
+
+    try:
+        path = resolve_weights("i3d_kinetics400", download=False)
+        return path, f"the Kinetics-400 I3D ({path})"
+    except WeightsNotFoundError:
+        path = out_dir / "weights" / "random_i3d.pt"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.manual_seed(0)
+            torch.save(InceptionI3d(num_classes=400).state_dict(), path)
+        return (
+            path,
+            f"a RANDOMLY INITIALISED I3D (demo only: no weights in $AQA_WEIGHTS_DIR; saved as {path})",
+        )
+
+
+def stage_one(out_dir: Path, weights: Path, what: str) -> Path:
     """Procedural videos → I3D store → ridge and weight-score; returns the weight-score run."""
     import torch
 
     from aqa_pipeline.encoders.i3d import I3DEncoder
-    from aqa_pipeline.encoders.weights import WeightsNotFoundError, resolve_weights
     from aqa_pipeline.extract import extract_features, jobs_from_manifest
     from aqa_pipeline.manifests import load_manifest
     from aqa_pipeline.train.run import FitConfig, run
 
     manifest = load_manifest(render_procedural_videos(out_dir / "videos"))
-    try:  # only what is already on disk: the demo never downloads
-        path = resolve_weights("i3d_kinetics400", download=False)
-        encoder, weights = I3DEncoder.load(path), f"the Kinetics-400 I3D ({path})"
-    except WeightsNotFoundError:
-        torch.manual_seed(0)
-        encoder = I3DEncoder.load(random=True)
-        weights = "a RANDOMLY INITIALISED I3D (demo only: no weights found)"
-    click.echo(f"stage 1 · extracting {len(manifest)} procedural videos with {weights}")
+    encoder = I3DEncoder.load(weights)
+    click.echo(f"stage 1 · extracting {len(manifest)} procedural videos with {what}")
     store = out_dir / "procedural" / "features.h5"
     summary = extract_features(
         jobs_from_manifest(manifest, out_dir / "videos"), store, encoder=encoder, preset=demo_preset(),
@@ -175,7 +191,7 @@ def stage_two(out_dir: Path, heads: list[DemoHead]) -> dict[str, dict]:
     return table
 
 
-def score_fresh_videos(out_dir: Path, run_dir: Path, count: int = 3) -> None:
+def score_fresh_videos(out_dir: Path, run_dir: Path, weights: Path, count: int = 3) -> None:
     """aqa-score on procedural videos no run has seen; prints their scores against the truth and their pages."""
     from aqa_pipeline.manifests import load_manifest
     from aqa_pipeline.scoring import score
@@ -184,7 +200,7 @@ def score_fresh_videos(out_dir: Path, run_dir: Path, count: int = 3) -> None:
     paths = [out_dir / "fresh" / f"{row.video}.avi" for row in manifest.rows]
     click.echo(f"stage 3 · aqa-score {' '.join(p.name for p in paths)} --model {run_dir}")
     for row, scored in zip(
-        manifest.rows, score(paths, run_dir, out_dir / "scored", progress=False), strict=True
+        manifest.rows, score(paths, run_dir, out_dir / "scored", weights=weights, progress=False), strict=True
     ):
         click.echo(f"  {row.id}: {scored.score:5.1f} (true {row.score:5.1f})  what drove it: {scored.page}")
 
@@ -207,10 +223,11 @@ def main(out: str, heads: str) -> None:
     unknown = wanted - {h.name for h in DEMO_HEADS}
     if unknown:
         raise click.BadParameter(f"no demo for {sorted(unknown)}; choose from {[h.name for h in DEMO_HEADS]}")
-    weight_score_run = stage_one(out_dir)
+    weights, what = demo_i3d_weights(out_dir)
+    weight_score_run = stage_one(out_dir, weights, what)
     table = stage_two(out_dir, [h for h in DEMO_HEADS if h.name in wanted])
     (out_dir / "summary.json").write_text(json.dumps(table, indent=2))
-    score_fresh_videos(out_dir, weight_score_run)
+    score_fresh_videos(out_dir, weight_score_run, weights)
     click.echo(f"done in {time.perf_counter() - started:.0f} s; run directories in {out_dir / 'runs'}")
 
 
