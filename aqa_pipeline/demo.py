@@ -107,40 +107,31 @@ def demo_preset():
     )
 
 
-def demo_i3d_weights(out_dir: Path) -> tuple[Path, str]:
-    """The Kinetics I3D when it is on disk (the demo never downloads); otherwise a randomly initialised one,
-    saved as a checkpoint so that stage three's aqa-score loads the very same network. Returns (path, what)."""
+def demo_i3d(out_dir: Path):
+    """The Kinetics I3D when it is on disk (the demo never downloads), else a randomly initialised one, announced;
+    stage three scores with this same encoder object. Returns (encoder, what it is)."""
     import torch
 
-    from aqa_pipeline.encoders.i3d import InceptionI3d
+    from aqa_pipeline.encoders.i3d import I3DEncoder
     from aqa_pipeline.encoders.weights import WeightsNotFoundError, resolve_weights
 
     try:
         path = resolve_weights("i3d_kinetics400", download=False)
-        return path, f"the Kinetics-400 I3D ({path})"
+        return I3DEncoder.load(path), f"the Kinetics-400 I3D ({path})"
     except WeightsNotFoundError:
-        path = out_dir / "weights" / "random_i3d.pt"
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.manual_seed(0)
-            torch.save(InceptionI3d(num_classes=400).state_dict(), path)
-        return (
-            path,
-            f"a RANDOMLY INITIALISED I3D (demo only: no weights in $AQA_WEIGHTS_DIR; saved as {path})",
-        )
+        torch.manual_seed(0)
+        return I3DEncoder.load(random=True), "a RANDOMLY INITIALISED I3D (demo only: no weights found)"
 
 
-def stage_one(out_dir: Path, weights: Path, what: str) -> Path:
+def stage_one(out_dir: Path, encoder, what: str) -> Path:
     """Procedural videos → I3D store → ridge and weight-score; returns the weight-score run."""
     import torch
 
-    from aqa_pipeline.encoders.i3d import I3DEncoder
     from aqa_pipeline.extract import extract_features, jobs_from_manifest
     from aqa_pipeline.manifests import load_manifest
     from aqa_pipeline.train.run import FitConfig, run
 
     manifest = load_manifest(render_procedural_videos(out_dir / "videos"))
-    encoder = I3DEncoder.load(weights)
     click.echo(f"stage 1 · extracting {len(manifest)} procedural videos with {what}")
     store = out_dir / "procedural" / "features.h5"
     summary = extract_features(
@@ -191,7 +182,7 @@ def stage_two(out_dir: Path, heads: list[DemoHead]) -> dict[str, dict]:
     return table
 
 
-def score_fresh_videos(out_dir: Path, run_dir: Path, weights: Path, count: int = 3) -> None:
+def score_fresh_videos(out_dir: Path, run_dir: Path, encoder, count: int = 3) -> None:
     """aqa-score on procedural videos no run has seen; prints their scores against the truth and their pages."""
     from aqa_pipeline.manifests import load_manifest
     from aqa_pipeline.scoring import score
@@ -200,7 +191,7 @@ def score_fresh_videos(out_dir: Path, run_dir: Path, weights: Path, count: int =
     paths = [out_dir / "fresh" / f"{row.video}.avi" for row in manifest.rows]
     click.echo(f"stage 3 · aqa-score {' '.join(p.name for p in paths)} --model {run_dir}")
     for row, scored in zip(
-        manifest.rows, score(paths, run_dir, out_dir / "scored", weights=weights, progress=False), strict=True
+        manifest.rows, score(paths, run_dir, out_dir / "scored", encoder=encoder, progress=False), strict=True
     ):
         click.echo(f"  {row.id}: {scored.score:5.1f} (true {row.score:5.1f})  what drove it: {scored.page}")
 
@@ -223,11 +214,11 @@ def main(out: str, heads: str) -> None:
     unknown = wanted - {h.name for h in DEMO_HEADS}
     if unknown:
         raise click.BadParameter(f"no demo for {sorted(unknown)}; choose from {[h.name for h in DEMO_HEADS]}")
-    weights, what = demo_i3d_weights(out_dir)
-    weight_score_run = stage_one(out_dir, weights, what)
+    encoder, what = demo_i3d(out_dir)
+    weight_score_run = stage_one(out_dir, encoder, what)
     table = stage_two(out_dir, [h for h in DEMO_HEADS if h.name in wanted])
     (out_dir / "summary.json").write_text(json.dumps(table, indent=2))
-    score_fresh_videos(out_dir, weight_score_run, weights)
+    score_fresh_videos(out_dir, weight_score_run, encoder)
     click.echo(f"done in {time.perf_counter() - started:.0f} s; run directories in {out_dir / 'runs'}")
 
 

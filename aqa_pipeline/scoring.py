@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from aqa_pipeline.report.points import ClipTimes, ScoreView, score_view
 from aqa_pipeline.store.schema import KindProvenance
 from aqa_pipeline.train.model_card import ModelCard
 from aqa_pipeline.video.presets import Preset
+
+if TYPE_CHECKING:
+    from aqa_pipeline.encoders.base import FrozenEncoder
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +89,14 @@ def score(
     *,
     device: str = "cpu",
     weights: str | Path | None = None,
+    encoder: FrozenEncoder | None = None,
     progress: bool = True,
     on_phase: Callable[[str, float], None] | None = None,
 ) -> list[VideoScore]:
     """Score ``videos`` with the model in ``run_dir``; writes ``<out>/features.h5``, ``<out>/scores.csv`` and
-    the report ``<out>/report/index.html`` with a page per video. ``on_phase(name, seconds)`` hears how long
+    the report ``<out>/report/index.html`` with a page per video. ``encoder`` is an already loaded encoder of
+    the recipe's kind (its provenance must still match the training features); otherwise the recipe's encoder
+    is loaded (from ``weights`` when given). ``on_phase(name, seconds)`` hears how long
     each phase took: ``extract`` (decoding and encoding, overlapped), ``encode`` (of it, in the encoder),
     ``predict`` and ``render``."""
     from aqa_pipeline.encoders.registry import load_encoder
@@ -102,7 +109,12 @@ def score(
     recipe = FeatureRecipe.of_card(card, run_dir)
     out.mkdir(parents=True, exist_ok=True)
     jobs = jobs_from_paths(videos)
-    encoder = load_encoder(recipe.encoder, weights)
+    if encoder is None:
+        encoder = load_encoder(recipe.encoder, weights)
+    elif encoder.name != recipe.encoder:
+        raise RecipeError(
+            f"{run_dir} needs {recipe.encoder!r} features; the encoder given is {encoder.name!r}"
+        )
     device_type = device.split(":")[0]
     phase = _Phases(on_phase)
     summary = extract_features(
