@@ -214,3 +214,17 @@ def test_judge_scores_become_columns_of_scores_csv(tmp_path):
     lines = (tmp_path / "scores.csv").read_text().splitlines()
     assert lines[0] == "video,path,score,judge1,judge2,judge3,error"
     assert lines[1] == "dive,dive.mp4,72.0,7.5,8.0,8.5," and lines[2] == "bad,bad.mp4,,,,,cannot decode"
+
+
+def test_a_given_encoder_of_another_kind_is_refused(trained, tmp_path):
+    from types import SimpleNamespace
+
+    from aqa_pipeline.scoring import RecipeError, score
+
+    with pytest.raises(RecipeError, match="needs 'i3d' features; the encoder given is 'swin3d-b'"):
+        score(
+            [trained / "videos" / "clip00.avi"],
+            trained / "run",
+            tmp_path,
+            encoder=SimpleNamespace(name="swin3d-b"),
+        )
