@@ -134,7 +134,9 @@ def stage_one(out_dir: Path, encoder, what: str) -> Path:
     manifest = load_manifest(render_procedural_videos(out_dir / "videos"))
     click.echo(f"stage 1 · extracting {len(manifest)} procedural videos with {what}")
     # a rerun resumes its store; features of the random I3D are kept apart from the real one's
-    store = out_dir / "procedural" / ("features-random-i3d.h5" if encoder.weights.is_random else "features.h5")
+    store = (
+        out_dir / "procedural" / ("features-random-i3d.h5" if encoder.weights.is_random else "features.h5")
+    )
     summary = extract_features(
         jobs_from_manifest(manifest, out_dir / "videos"), store, encoder=encoder, preset=demo_preset(),
         dataset="procedural", batch_size=8, workers=1, progress=False,

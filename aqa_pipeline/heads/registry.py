@@ -26,6 +26,7 @@ HEAD_MODULES: dict[str, str] = {
     "tsa": "aqa_pipeline.heads.tsa",
     "nl-net": "aqa_pipeline.heads.tsa",
     "fspn": "aqa_pipeline.heads.fspn",
+    "stack": "aqa_pipeline.heads.stack",
 }
 _REGISTERED: dict[str, type[Head]] = {}
 

@@ -1,0 +1,116 @@
+"""``stack``: several registered heads blended by a non-negative linear model fitted on out-of-fold predictions.
+
+Blending is only honest if the blend weights never see a prediction made by a model that trained on the same
+video. So, inside whatever training videos the protocol hands this head (one outer fold's), each member is
+cross-validated (``inner_folds``) to get an out-of-fold prediction for every training video; the blend
+(``ŷ = b + Σ_m w_m ŷ_m`` with w ≥ 0, by NNLS on centred predictions) is fitted on those alone; then every member
+is refitted on all the training videos for prediction. The outer protocol scores the stack on videos none of this
+saw: nested CV. Members that select epochs get a validation split carved from their own training part.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from aqa_pipeline.heads.base import Head, History, Prediction
+from aqa_pipeline.heads.options import Rule
+from aqa_pipeline.heads.registry import get_head, head_names, register_head
+from aqa_pipeline.train.data import SequenceData
+from aqa_pipeline.train.protocol import carve_validation
+
+
+@register_head("stack")
+class StackHead(Head):
+    """Non-negative blend of ``members`` (comma-separated head names) fitted on their out-of-fold predictions."""
+
+    uses_validation: ClassVar[bool] = False  # it cross-validates its members itself
+    defaults: ClassVar[dict[str, Any]] = {
+        "members": "ridge,mlp",  # chosen: any heads without extra feature kinds
+        "member_options": {},  # head name → its options, e.g. {"weight-score": {"epochs": 10}}
+        "inner_folds": 5,  # chosen: out-of-fold predictions for the blend
+        "val_fraction": 0.15,  # members that select epochs hold out this share of their training part
+    }
+    rules: ClassVar[dict[str, Rule]] = {"inner_folds": Rule(min=2), "val_fraction": Rule(min=0, max=0.5)}
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        unknown = [n for n in self.names if n not in head_names() or n == "stack"]
+        if len(self.names) < 2 or unknown:
+            raise ValueError(
+                f"stack: members must be at least two of {head_names()} (not stack), got {self.names}"
+            )
+        for name in self.names:
+            if get_head(name).required_roles:
+                raise ValueError(f"stack: {name} needs extra feature kinds {get_head(name).required_roles}")
+            self._member(name)  # options checked now, before any data
+        self.members: list[Head] = []
+        self.weights = np.zeros(len(self.names))
+        self.intercept = 0.0
+
+    @property
+    def names(self) -> list[str]:
+        return [n.strip() for n in str(self.config["members"]).split(",") if n.strip()]
+
+    def _member(self, name: str) -> Head:
+        return get_head(name)(**self.config["member_options"].get(name, {}))
+
+    def _fit_member(self, name: str, data: SequenceData, seed: int, **options) -> Head:
+        member = self._member(name)
+        val = None
+        if member.uses_validation and self.config["val_fraction"] > 0:
+            fit, held = carve_validation(
+                np.arange(len(data)), self.config["val_fraction"], np.random.default_rng(seed)
+            )
+            data, val = data.subset(fit), data.subset(held)
+        member.fit(data, val, seed=seed, **options)
+        return member
+
+    def out_of_fold(self, train: SequenceData, seed: int, **options) -> np.ndarray:
+        """(videos, members) predictions, each made by a member that did not train on that video."""
+        folds = np.array_split(
+            np.random.default_rng(seed).permutation(len(train)), self.config["inner_folds"]
+        )
+        predictions = np.zeros((len(train), len(self.names)))
+        for held in folds:
+            rest = np.setdiff1d(np.arange(len(train)), held)
+            for m, name in enumerate(self.names):
+                member = self._fit_member(name, train.subset(rest), seed, **options)
+                predictions[held, m] = member.predict(train.subset(held)).y
+        return predictions
+
+    def fit(
+        self, train: SequenceData, val: SequenceData | None = None, *, seed: int = 0, **options
+    ) -> History:
+        from scipy.optimize import nnls
+
+        oof = self.out_of_fold(train, seed, **options)
+        centre_x, centre_y = oof.mean(0), float(np.mean(train.y))
+        self.weights, _ = nnls(oof - centre_x, np.asarray(train.y, dtype=np.float64) - centre_y)
+        self.intercept = centre_y - float(self.weights @ centre_x)
+        self.members = [self._fit_member(name, train, seed, **options) for name in self.names]
+        return History(best_epoch=None)
+
+    def predict(self, data: SequenceData) -> Prediction:
+        if not self.members:
+            raise RuntimeError("head 'stack' is not fitted")
+        stacked = np.stack([member.predict(data).y for member in self.members], axis=1)
+        return Prediction((stacked @ self.weights + self.intercept).astype(np.float32))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "weights": self.weights.tolist(),
+            "intercept": self.intercept,
+            "members": [member.state_dict() for member in self.members],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.config = state["config"]
+        self.weights, self.intercept = np.asarray(state["weights"]), float(state["intercept"])
+        self.members = []
+        for name, member_state in zip(self.names, state["members"], strict=True):
+            member = self._member(name)
+            member.load_state_dict(member_state)
+            self.members.append(member)
