@@ -130,6 +130,9 @@ class TorchHead(Head):
         "eval_every": 1,  # epochs between validation evaluations (selection granularity)
         "selection": "best_val",  # "best_val" (epoch with best validation Spearman) or "last"
         "grad_clip": None,
+        # chosen: off = each paper's raw features. On: every clip feature standardised by the per-dimension mean
+        # and std of the training clips (saved with the model), for any neural head on (T, D) features
+        "standardise_inputs": False,
     }
     rules: ClassVar[dict[str, Rule]] = {
         "epochs": Rule(min=1),
@@ -153,6 +156,7 @@ class TorchHead(Head):
         self.model: nn.Module | None = None
         self.train_data: SequenceData | None = None  # kept for heads that compare with training videos
         self._val_batcher: tuple[SequenceData, Batcher] | None = None
+        self.input_stats: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std) with standardise_inputs
 
     # -- what a head implements ----------------------------------------------------------------------------
     @abstractmethod
@@ -194,6 +198,8 @@ class TorchHead(Head):
         started = time.perf_counter()
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
+        self.input_stats = input_statistics(train.x) if self.config["standardise_inputs"] else None
+        train, val = self._standardised(train), None if val is None else self._standardised(val)
         self.train_data = train
         self.device = torch.device(device)
         self.prepare(train, generator)
@@ -232,7 +238,7 @@ class TorchHead(Head):
                 and self.config["selection"] == "best_val"
                 and (epoch % self.config["eval_every"] == 0 or epoch == epochs)
             ):
-                rho = spearman(self.predict(val).y, val.y)
+                rho = spearman(self._predict(self._val_batcher[1]).y, val.y)
                 history.val_epochs.append(epoch)
                 history.val_spearman.append(rho)
                 if rho > best_score:
@@ -256,8 +262,13 @@ class TorchHead(Head):
     def predict(self, data: SequenceData) -> Prediction:
         if self.model is None:
             raise RuntimeError(f"head {self.name!r} is not fitted")
-        cached = self._val_batcher
-        return self._predict(cached[1] if cached is not None and cached[0] is data else self.batcher(data))
+        return self._predict(self.batcher(self._standardised(data)))
+
+    def _standardised(self, data: SequenceData) -> SequenceData:
+        if self.input_stats is None:
+            return data
+        mean, std = self.input_stats
+        return replace(data, x=[((x - mean) / std).astype(np.float32) for x in data.x])
 
     @torch.no_grad()
     def _predict(self, batcher: Batcher) -> Prediction:
@@ -307,10 +318,29 @@ class TorchHead(Head):
             if self.keeps_training_data
             else self.train_data.subset(range(min(2, len(self.train_data))))
         )
-        return {"train_data": data}
+        return {
+            "train_data": data,
+            "input_stats": None if self.input_stats is None else list(self.input_stats),
+        }
 
     def load_extra_state(self, extra: dict[str, Any]) -> None:
         self.train_data = extra["train_data"]
+        stats = extra.get("input_stats")
+        self.input_stats = None if stats is None else (np.asarray(stats[0]), np.asarray(stats[1]))
+
+
+def input_statistics(sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std over every clip of every video, one video at a time (constant dims get std 1)."""
+    from sklearn.preprocessing import (
+        StandardScaler,
+    )  # lazy, as in the baselines: keeps aqa-fit start-up quick
+
+    if any(x.ndim != 2 for x in sequences):
+        raise ValueError("standardise_inputs needs (T, D) clip features; these videos have more axes")
+    scaler = StandardScaler()
+    for x in sequences:
+        scaler.partial_fit(x)
+    return scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32)
 
 
 class PooledInputHead(TorchHead):

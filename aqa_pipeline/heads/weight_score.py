@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aqa_pipeline.heads.base import TorchHead
+from aqa_pipeline.heads.base import TorchHead, input_statistics
 from aqa_pipeline.heads.options import Rule
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.train.data import Batch, SequenceData
@@ -113,19 +113,6 @@ class PreNormDecoderLayer(nn.Module):
 def _mlp(d_model: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(d_model, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 1)
-    )
-
-
-def clip_statistics(sequences: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and std over every clip of every video, one video at a time (constant dims get std 1)."""
-    # lazy, as in the baselines: keeps aqa-fit start-up quick
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler()
-    for x in sequences:
-        scaler.partial_fit(x)
-    return torch.as_tensor(scaler.mean_, dtype=torch.float32), torch.as_tensor(
-        scaler.scale_, dtype=torch.float32
     )
 
 
@@ -238,7 +225,7 @@ class WeightScoreHead(TorchHead):
                 raise ValueError(f"weight-score: {key} must be one of {allowed}, got {self.config[key]!r}")
         model = WeightScoreModel(train.dim[0], self.config)
         if self.config["input_norm"] == "standardise":
-            model.input_mean, model.input_std = clip_statistics(train.x)
+            model.input_mean, model.input_std = (torch.as_tensor(v) for v in input_statistics(train.x))
         return model
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
