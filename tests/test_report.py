@@ -170,3 +170,16 @@ def test_bad_predictions_file_names_the_problem(tmp_path):
         write_report(tmp_path)
     result = CliRunner().invoke(report_cli, [str(tmp_path / "nowhere")])
     assert result.exit_code != 0
+
+
+def test_videos_found_by_id_are_embedded(tmp_path):
+    from aqa_pipeline.demo import render_procedural_videos
+
+    run = tmp_path / "run"
+    _fabricate_run(run)
+    render_procedural_videos(tmp_path / "videos", count=1)
+    (tmp_path / "videos" / "clip00.avi").rename(tmp_path / "videos" / "v_small.avi")
+    write_report(run, tmp_path / "out", videos_dir=tmp_path / "videos")
+    page = (tmp_path / "out" / "videos" / "v_small.html").read_text()
+    assert 'src="../../videos/v_small.avi"' in page
+    assert "<video" not in (tmp_path / "out" / "videos" / "v_big.html").read_text()  # no file for that id

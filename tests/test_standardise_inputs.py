@@ -46,8 +46,7 @@ def test_statistics_are_the_training_clips_and_other_shapes_are_refused():
     videos = [np.arange(6, dtype=np.float32).reshape(3, 2), np.full((2, 2), 7.0, dtype=np.float32)]
     mean, std = input_statistics(videos)
     clips = np.concatenate(videos)
-    np.testing.assert_allclose(mean, clips.mean(0)) and np.testing.assert_allclose(
-        std, clips.std(0), rtol=1e-6
-    )
+    np.testing.assert_allclose(mean, clips.mean(0))
+    np.testing.assert_allclose(std, clips.std(0), rtol=1e-6)
     with pytest.raises(ValueError, match=r"\(T, D\) clip features"):
         input_statistics([np.zeros((3, 2, 2), dtype=np.float32)])

@@ -50,9 +50,8 @@ class ExtractSummary:
     padded: dict[str, int] = field(default_factory=dict)  # video id → padded frames, only where > 0
     clips: int = 0
     seconds: float = 0.0
-    encode_seconds: float = (
-        0.0  # of ``seconds``, in the encoder (the rest: waiting for decoded clips, writing)
-    )
+    # of ``seconds``, the time in the encoder (the rest: waiting for decoded clips, writing)
+    encode_seconds: float = 0.0
     failures_path: Path | None = None
     preset: Preset | None = None  # the preset as run (a 2-D encoder's per-frame form)
 

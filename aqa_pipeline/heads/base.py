@@ -155,7 +155,6 @@ class TorchHead(Head):
         super().__init__(**config)
         self.model: nn.Module | None = None
         self.train_data: SequenceData | None = None  # kept for heads that compare with training videos
-        self._val_batcher: tuple[SequenceData, Batcher] | None = None
         self.input_stats: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std) with standardise_inputs
 
     # -- what a head implements ----------------------------------------------------------------------------
@@ -207,8 +206,7 @@ class TorchHead(Head):
         self.model = model
         optimizer, scheduler = self.configure_optimizer(model)
         batcher = self.batcher(train)
-        # Pad the validation videos once, not at every evaluation (predict() picks this batcher up for ``val``).
-        self._val_batcher = (val, self.batcher(val)) if val is not None else None
+        val_batcher = self.batcher(val) if val is not None else None  # padded once, not at every evaluation
         history = History()
         best_state, best_score = None, -np.inf
         epochs = int(self.config["epochs"])
@@ -238,7 +236,7 @@ class TorchHead(Head):
                 and self.config["selection"] == "best_val"
                 and (epoch % self.config["eval_every"] == 0 or epoch == epochs)
             ):
-                rho = spearman(self._predict(self._val_batcher[1]).y, val.y)
+                rho = spearman(self._predict(val_batcher).y, val.y)
                 history.val_epochs.append(epoch)
                 history.val_spearman.append(rho)
                 if rho > best_score:
@@ -251,7 +249,6 @@ class TorchHead(Head):
                 if history.val_epochs and history.val_epochs[-1] == epoch:
                     logged["val_spearman"] = history.val_spearman[-1]
                 on_epoch(epoch, logged)
-        self._val_batcher = None
         if best_state is not None:
             model.load_state_dict(best_state)
         else:
@@ -331,9 +328,8 @@ class TorchHead(Head):
 
 def input_statistics(sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and std over every clip of every video, one video at a time (constant dims get std 1)."""
-    from sklearn.preprocessing import (
-        StandardScaler,
-    )  # lazy, as in the baselines: keeps aqa-fit start-up quick
+    # lazy, as in the baselines: keeps aqa-fit start-up quick
+    from sklearn.preprocessing import StandardScaler
 
     if any(x.ndim != 2 for x in sequences):
         raise ValueError("standardise_inputs needs (T, D) clip features; these videos have more axes")

@@ -35,10 +35,6 @@ class VideoExplanation:
     def error(self) -> float:
         return abs(self.prediction - self.truth)
 
-    def clip_count(self) -> int | None:
-        lengths = [a.shape[-1] for a in self.arrays.values() if a.ndim in (1, 2) and a.size]
-        return max(lengths) if lengths else None
-
 
 def clip_seconds(provenance: dict | None) -> float | None:
     """Seconds between consecutive clip starts from a store provenance (flat, or one level down per kind)."""
@@ -105,9 +101,6 @@ def load_run(run_dir: str | Path) -> tuple[list[VideoExplanation], dict]:
     return list(videos.values()), config
 
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-
-
 def write_report(
     run_dir: str | Path,
     out_dir: str | Path | None = None,
@@ -132,7 +125,7 @@ def write_report(
                 head, video.arrays, video.prediction, *video.units, ClipTimes(seconds_per_clip=seconds)
             ),
             video.truth,
-            _find_video(Path(videos_dir), video.id) if videos_dir else None,
+            _video_file(videos_dir, video.id),
         )
         for video in sorted(videos, key=lambda v: (-v.error if np.isfinite(v.error) else np.inf, v.id))
     ]
@@ -151,11 +144,12 @@ def write_report(
     return write_pages(out, header, explained, progress=progress)
 
 
-def _find_video(folder: Path, video_id: str) -> Path | None:
-    for suffix in VIDEO_SUFFIXES:
-        if (folder / f"{video_id}{suffix}").is_file():
-            return folder / f"{video_id}{suffix}"
-    return None
+def _video_file(folder: str | Path | None, video_id: str) -> Path | None:
+    """The video named by its id under ``folder`` (stage one's own lookup), None when there is none."""
+    from aqa_pipeline.extract.jobs import find_video
+
+    path = find_video(folder, video_id) if folder else None
+    return path if path is not None and path.is_file() else None
 
 
 def _headline_metrics(run_dir: Path) -> dict[str, float]:

@@ -252,15 +252,11 @@ def _in_points(
     if explanations is None:
         return None
     factors = [None] * len(explanations) if difficulty is None else list(difficulty)
-    return [
-        {
-            **arrays,
-            **dict(
-                zip(("label_scale", "label_offset"), map(np.float64, transform.to_points(d)), strict=True)
-            ),
-        }
-        for arrays, d in zip(explanations, factors, strict=True)
-    ]
+    with_units = []
+    for arrays, factor in zip(explanations, factors, strict=True):
+        scale, offset = transform.to_points(factor)
+        with_units.append({**arrays, "label_scale": np.float64(scale), "label_offset": np.float64(offset)})
+    return with_units
 
 
 def _metrics_for(truth, prediction, groups) -> dict[str, Any]:
