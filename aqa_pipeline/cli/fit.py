@@ -128,6 +128,28 @@ def _read_config(path: str | None) -> dict:
     "(e.g. --threads 1 for two runs on two cores); more threads than free cores slows every run down.",
 )
 @click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Fits (folds × seeds) run side by side in this many worker processes, each with its share of the "
+    "cores (see --threads). The numbers do not change, only the time.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),  # train/engines.py (not imported here: it needs torch)
+    default="local",
+    show_default=True,
+    help="ray: every fit (and every --tune trial's fits) a Ray task, on the cluster at --ray-address or on a "
+    "Ray started on this machine; needs pip install 'aqa-pipeline[ray]'.",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="ADDR",
+    help="With --engine ray: the cluster to join (e.g. auto, or head-node:6379, as `ray start --head` prints).",
+)
+@click.option(
     "--final-model/--no-final-model",
     default=None,
     help="Also train the saved model.pt on the whole train split [default: yes].",
@@ -180,6 +202,9 @@ def main(
     val_fraction,
     device,
     threads,
+    jobs,
+    engine,
+    ray_address,
     final_model,
     predict_run,
     split,
@@ -214,6 +239,8 @@ def main(
         raise click.UsageError("missing argument STORE (the feature store's index file)")
     if not out_dir:
         raise click.UsageError("--out RUN_DIR is required")
+    if ray_address and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
     if threads:
         import torch
 
@@ -245,13 +272,15 @@ def main(
         values["seeds"] = [first + i for i in range(n_seeds or 1)]
     values["head_options"] = {**values.get("head_options", {}), **_parse_set(sets)}
     values["progress"] = not quiet
+    from aqa_pipeline.train.engines import EngineChoice
     from aqa_pipeline.train.run import FitConfig, run
     from aqa_pipeline.train.rundir import RunDirError
     from aqa_pipeline.train.tracking import TrackingError
 
     config = FitConfig.from_dict(values)
+    fits = EngineChoice(engine, jobs, threads, ray_address)
     try:
-        result = run(store, config, out_dir, overwrite=overwrite)
+        result = run(store, config, out_dir, overwrite=overwrite, engine=fits)
     except (RunDirError, TrackingError) as error:
         raise click.ClickException(str(error)) from None
     if as_json:

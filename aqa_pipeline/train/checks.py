@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from aqa_pipeline.train.run import FitConfig
+    from aqa_pipeline.train.fitting import FitConfig
 
 MAX_VAL_FRACTION = 0.5
 

@@ -21,8 +21,7 @@ import csv
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
-from functools import partial
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,154 +30,33 @@ from tqdm.auto import tqdm
 
 from aqa_pipeline import __version__
 from aqa_pipeline.heads.base import Head
-from aqa_pipeline.heads.ensemble import build_head, restore_head
+from aqa_pipeline.heads.ensemble import restore_head
 from aqa_pipeline.heads.registry import get_head
-from aqa_pipeline.store import FeatureSet, FeatureStore, StoreError
+from aqa_pipeline.store import FeatureStore, StoreError
 from aqa_pipeline.train.checkpoint import from_plain, load_checkpoint, save_checkpoint
-from aqa_pipeline.train.checks import check_fit_config, check_predictions, check_target_varies
-from aqa_pipeline.train.data import SequenceData
+from aqa_pipeline.train.checks import check_fit_config
+from aqa_pipeline.train.engines import EngineChoice, FitEngine, InProcessEngine
+from aqa_pipeline.train.fitting import (
+    FitConfig,
+    FitTask,
+    FoldResult,
+    LoadedData,
+    in_points,
+    load_data,
+    to_sequences,
+)
 from aqa_pipeline.train.labels import LabelTransform
 from aqa_pipeline.train.metrics import mean_over_seeds, per_class_metrics, regression_metrics, summarise
 from aqa_pipeline.train.model_card import card_for_run
 from aqa_pipeline.train.protocol import Fold, final_fold, make_folds
 from aqa_pipeline.train.rundir import prepare_run_dir
-from aqa_pipeline.train.tracking import Tracker, open_tracker
+from aqa_pipeline.train.tracking import Tracker, log_history, open_tracker
 
 log = logging.getLogger(__name__)
-NON_FEATURE_KINDS = {"boxes"}  # kinds that are inputs to other kinds, never a head's primary stream
 PAPER_WARNING = (
     "PAPER PROTOCOL: the epoch was selected on the evaluated videos themselves (best-on-test, as the papers' code "
     "does). These numbers are optimistic and not comparable with honest held-out results."
 )
-
-
-@dataclass
-class FitConfig:
-    head: str
-    target: str = "score"
-    feature: str | None = None
-    extras: dict[str, str] = field(
-        default_factory=dict
-    )  # role -> store kind (default: the head's extra_roles)
-    cv: int | None = None
-    seeds: list[int] = field(default_factory=lambda: [0])
-    protocol: str = "honest"  # or "paper"
-    val_fraction: float = 0.15
-    label_norm: str = "minmax"
-    use_dd: bool = False
-    head_options: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"
-    final_model: bool = True
-    progress: bool = True
-    log: str | None = None  # experiment tracker: "tensorboard" or "mlflow" (train/tracking.py)
-    ensemble: int = 1  # seeds per model, predictions averaged (heads/ensemble.py)
-    refit: str | None = None  # "epochs": the saved model trains on every training video (see _final_model)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> FitConfig:
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(
-                f"unknown config keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
-            )
-        return cls(**values)
-
-
-@dataclass
-class LoadedData:
-    train: FeatureSet
-    test: FeatureSet | None
-    primary: str
-    extras: dict[str, str]
-    dataset: str = ""
-
-
-def resolve_inputs(
-    store: FeatureStore, config: FitConfig, head_cls: type[Head]
-) -> tuple[str, dict[str, str]]:
-    """Pick the primary feature kind and the extra roles, with errors that say what the store has."""
-    candidates = [k for k in store.kinds if k not in NON_FEATURE_KINDS]
-    role_kinds = {kind for kinds in head_cls.extra_roles.values() for kind in kinds}
-    if config.feature:
-        if config.feature not in store.kinds:
-            raise StoreError(f"{store.path} has no feature kind {config.feature!r}; it has {store.kinds}")
-        primary = config.feature
-    else:
-        primary_candidates = [k for k in candidates if k not in role_kinds] or candidates
-        if len(primary_candidates) != 1:
-            raise ValueError(
-                f"{store.path} holds several feature kinds {primary_candidates}: choose one with --feature"
-            )
-        primary = primary_candidates[0]
-    extras = dict(config.extras)
-    for role, kinds in head_cls.extra_roles.items():
-        if role not in extras:
-            present = [k for k in kinds if k in store.kinds]
-            if present:
-                extras[role] = present[0]
-    missing = [r for r in head_cls.required_roles if r not in extras]
-    if missing:
-        raise ValueError(
-            f"head {config.head!r} needs {missing} ({[head_cls.extra_roles[r] for r in missing]}); "
-            f"{store.path} has {store.kinds}"
-        )
-    return primary, extras
-
-
-def load_data(store: FeatureStore, config: FitConfig, head_cls: type[Head]) -> LoadedData:
-    primary, extras = resolve_inputs(store, config, head_cls)
-    kinds = [primary, *[k for k in extras.values() if k != primary]]
-    splits = store.splits()
-    if splits.get("train", 0) == 0:
-        raise StoreError(f"{store.path} has no 'train' videos (splits: {splits})")
-    train = store.load(kinds, split="train", dtype=np.float32)
-    test = (
-        store.load(kinds, split="test", dtype=np.float32)
-        if splits.get("test", 0) and config.cv is None
-        else None
-    )
-    for name, data in (("train", train), ("test", test)):
-        if data is None:
-            continue
-        values = data.label(config.target)
-        if np.isnan(values).any():
-            bad = [vid for vid, v in zip(data.ids, values, strict=True) if np.isnan(v)]
-            known = sorted(set(data.label_names()) - {"split", "complete"})
-            raise ValueError(
-                f"target {config.target!r} is missing for {len(bad)} {name} videos (e.g. {bad[:5]}); "
-                f"labels in this store: {known}"
-            )
-        if config.use_dd and np.isnan(data.label("difficulty")).any():
-            raise ValueError(f"--use-dd: some {name} videos have no difficulty degree")
-        check_target_varies(values, config.target, name)
-    return LoadedData(train, test, primary, extras, store.dataset)
-
-
-def to_sequences(
-    data: FeatureSet,
-    loaded: LoadedData,
-    transform: LabelTransform,
-    target: str,
-    head_cls: type[Head],
-    head_options: dict[str, Any],
-) -> SequenceData:
-    difficulty = data.label("difficulty")
-    has_dd = not np.isnan(difficulty).all()
-    groups = np.array([str(lab.get("action_class", "")) for lab in data.labels], dtype=object)
-    judge_names = sorted(k for k in data.label_names() if k.startswith("judge"))
-    judges = np.stack([data.label(k) for k in judge_names], 1) if judge_names else None
-    sequences = SequenceData(
-        ids=list(data.ids),
-        x=data.features[loaded.primary],
-        y=transform.forward(data.label(target), difficulty if has_dd else None),
-        extra={role: data.features[kind] for role, kind in loaded.extras.items()},
-        difficulty=difficulty if has_dd else None,
-        groups=groups if any(groups) else None,
-        judges=None if judges is None or np.isnan(judges).any() else judges,
-        to_working=transform.forward,
-    )
-    config = {**head_cls.all_defaults(), **head_options}
-    return head_cls.adapt_inputs(sequences, data, primary=loaded.primary, config=config)
 
 
 @dataclass
@@ -190,73 +68,6 @@ class RunResult:
     exemplars: list[dict[str, Any]]
     head: Head | None
     seconds: float
-
-
-def _fit_one(
-    config: FitConfig,
-    head_cls: type[Head],
-    loaded: LoadedData,
-    fold: Fold,
-    seed: int,
-    tracker: Tracker | None = None,
-):
-    """Fit on one fold's training rows and predict its scored rows; returns raw-scale truth and prediction."""
-    fit_set = loaded.train.subset(fold.fit)
-    scored_set = (loaded.test if fold.score_on_test else loaded.train).subset(fold.score)
-    transform = LabelTransform.fit(
-        fit_set.label(config.target),
-        fit_set.label("difficulty") if config.use_dd else None,
-        mode=config.label_norm,
-        use_dd=config.use_dd,
-        dataset=loaded.dataset,
-    )
-
-    def sequences(data: FeatureSet) -> SequenceData:
-        return to_sequences(data, loaded, transform, config.target, head_cls, config.head_options)
-
-    scored = sequences(scored_set) if len(scored_set) else None
-    if config.protocol == "paper":
-        val = scored
-    else:
-        val = sequences(loaded.train.subset(fold.val)) if fold.val is not None else None
-    head = build_head(head_cls, config.head_options, config.ensemble)
-    on_epoch = partial(tracker.log_epoch, f"seed{seed}/{fold.name}") if tracker is not None else None
-    history = head.fit(
-        sequences(fit_set), val, seed=seed, device=config.device, progress=config.progress, on_epoch=on_epoch
-    )
-    result = {"history": history, "transform": transform, "head": head}
-    if scored is not None:
-        prediction = head.predict(scored)
-        check_predictions(prediction.y, scored.ids, config.head, f"{fold.name}, seed {seed}")
-        result.update(
-            ids=scored.ids,
-            truth=scored_set.label(config.target),
-            prediction=transform.inverse(prediction.y, scored.difficulty if config.use_dd else None),
-            groups=scored.groups,
-            explanations=_in_points(prediction.explanations, transform, scored.difficulty),
-        )
-        if hasattr(head, "exemplar_lists"):  # exemplar heads: which training videos each score was voted from
-            pool_ids = head.train_data.ids
-            result["exemplars"] = {
-                vid: [pool_ids[row] for row in rows if row >= 0]
-                for vid, rows in zip(scored.ids, head.exemplar_lists(scored), strict=True)
-            }
-    return result
-
-
-def _in_points(
-    explanations: list[dict[str, np.ndarray]] | None, transform: LabelTransform, difficulty: np.ndarray | None
-) -> list[dict[str, np.ndarray]] | None:
-    """Each video's explanation with the scale and offset that take its working units to points (the report
-    reads them: a fold's transform is fitted on that fold's training videos)."""
-    if explanations is None:
-        return None
-    factors = [None] * len(explanations) if difficulty is None else list(difficulty)
-    with_units = []
-    for arrays, factor in zip(explanations, factors, strict=True):
-        scale, offset = transform.to_points(factor)
-        with_units.append({**arrays, "label_scale": np.float64(scale), "label_offset": np.float64(offset)})
-    return with_units
 
 
 def _metrics_for(truth, prediction, groups) -> dict[str, Any]:
@@ -285,29 +96,92 @@ def split_metrics(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return {**mean_over_seeds(per_seed), **spread, "per_seed": per_seed}
 
 
-def _plan(config: FitConfig, head_cls: type[Head], loaded: LoadedData) -> list[tuple[int, list[Fold]]]:
-    """Every (seed, folds) the run fits, known up front so that the outer progress bar has a total and an ETA."""
+def plan_tasks(config: FitConfig, head_cls: type[Head], loaded: LoadedData) -> list[FitTask]:
+    """Every fit the run evaluates, seed by seed and fold by fold, known up front (progress totals, engines)."""
     return [
-        (
-            seed,
-            make_folds(
-                len(loaded.train),
-                cv=config.cv if loaded.test is None or config.cv else None,
-                has_test=loaded.test is not None,
-                n_test=len(loaded.test) if loaded.test is not None else 0,
-                seed=seed,
-                val_fraction=config.val_fraction,
-                uses_validation=head_cls.uses_validation,
-                paper_selection=config.protocol == "paper",
-            ),
-        )
+        FitTask(config, fold, seed)
         for seed in config.seeds
+        for fold in make_folds(
+            len(loaded.train),
+            cv=config.cv if loaded.test is None or config.cv else None,
+            has_test=loaded.test is not None,
+            n_test=len(loaded.test) if loaded.test is not None else 0,
+            seed=seed,
+            val_fraction=config.val_fraction,
+            uses_validation=head_cls.uses_validation,
+            paper_selection=config.protocol == "paper",
+        )
     ]
 
 
+def fold_spearman(result: FoldResult) -> float:
+    return regression_metrics(result.truth, result.prediction)["spearman"]
+
+
+def run_tasks(
+    engine: FitEngine, tasks: list[FitTask], tracker: Tracker | None = None, bar: tqdm | None = None
+) -> list[FoldResult]:
+    """The tasks' results in plan order, whatever order the engine finishes them in."""
+    results: dict[int, FoldResult] = {}
+    for index, result in engine.results(tasks):
+        results[index] = result
+        if tracker is not None and not engine.tracks_epochs:
+            log_history(tracker, result.task.run_name, result.history)
+        log.info("%s: spearman %.4f", result.task.run_name, fold_spearman(result))
+        if bar is not None:
+            bar.set_postfix(fit=result.task.run_name, spearman=f"{fold_spearman(result):.3f}")
+            bar.update()
+    return [results[i] for i in range(len(tasks))]
+
+
+def _gather(split_name: str, results: list[FoldResult]) -> RunResult:
+    """Predictions, histories, exemplars, first-seed explanations and per-seed metrics of the evaluated fits."""
+    gathered = RunResult({}, [], [], {}, [], None, 0.0)
+    per_seed = []
+    first_seed = results[0].task.seed
+    for seed in dict.fromkeys(r.task.seed for r in results):
+        fold_metrics = []
+        for result in (r for r in results if r.task.seed == seed):
+            fold = result.task.fold.name
+            fold_metrics.append(_metrics_for(result.truth, result.prediction, result.groups))
+            gathered.histories.append({"seed": seed, "fold": fold, **asdict(result.history)})
+            gathered.exemplars += [
+                {"seed": seed, "fold": fold, "id": vid, "exemplars": " ".join(ids)}
+                for vid, ids in result.exemplars.items()
+            ]
+            for i, vid in enumerate(result.ids):
+                truth, predicted = float(result.truth[i]), float(result.prediction[i])
+                gathered.predictions.append(
+                    {
+                        "split": split_name,
+                        "fold": fold,
+                        "seed": seed,
+                        "id": vid,
+                        "truth": truth,
+                        "prediction": predicted,
+                    }
+                )
+                if seed == first_seed and result.explanations is not None:
+                    gathered.explanations[vid] = {
+                        **result.explanations[i],
+                        "truth": truth,
+                        "prediction": predicted,
+                    }
+        seed_rows = [p for p in gathered.predictions if p["seed"] == seed]
+        per_seed.append(_seed_metrics(split_name, fold_metrics, seed_rows))
+    gathered.metrics[split_name] = split_metrics(per_seed)
+    return gathered
+
+
 def run(
-    store_path: str | Path, config: FitConfig, out_dir: str | Path | None = None, overwrite: bool = False
+    store_path: str | Path,
+    config: FitConfig,
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    engine: EngineChoice | None = None,
 ) -> RunResult:
+    """Evaluate ``config`` on the store (its test split, or CV) and train the saved model; ``engine`` says where
+    the evaluated fits run (it changes the time taken, not the numbers)."""
     started = time.perf_counter()
     check_fit_config(config)
     head_cls = get_head(config.head)
@@ -319,51 +193,20 @@ def run(
     store = FeatureStore(store_path)
     loaded = load_data(store, config, head_cls)
     split_name = "test" if loaded.test is not None else "cv"
-    plan = _plan(config, head_cls, loaded)
+    tasks = plan_tasks(config, head_cls, loaded)
     tracker = open_tracker(config.log, Path(out_dir), config.head, asdict(config)) if config.log else None
     bar = tqdm(
-        total=sum(len(folds) for _, folds in plan) + int(config.final_model),
+        total=len(tasks) + int(config.final_model),
         desc=f"{config.head} folds × seeds",
         unit="fit",
         disable=not config.progress,
     )
-    per_seed: list[dict[str, Any]] = []
-    predictions, histories, exemplars = [], [], []
-    explanations: dict[str, dict[str, np.ndarray]] = {}
-    for seed_index, (seed, folds) in enumerate(plan):
-        fold_metrics = []
-        for fold in folds:
-            result = _fit_one(config, head_cls, loaded, fold, seed, tracker)
-            fold_metrics.append(_metrics_for(result["truth"], result["prediction"], result["groups"]))
-            histories.append({"seed": seed, "fold": fold.name, **asdict(result["history"])})
-            exemplars += [
-                {"seed": seed, "fold": fold.name, "id": vid, "exemplars": " ".join(ids)}
-                for vid, ids in result.get("exemplars", {}).items()
-            ]
-            for i, vid in enumerate(result["ids"]):
-                predictions.append(
-                    {
-                        "split": split_name,
-                        "fold": fold.name,
-                        "seed": seed,
-                        "id": vid,
-                        "truth": float(result["truth"][i]),
-                        "prediction": float(result["prediction"][i]),
-                    }
-                )
-                if seed_index == 0 and result["explanations"] is not None:
-                    explanations[vid] = {
-                        **result["explanations"][i],
-                        "truth": result["truth"][i],
-                        "prediction": result["prediction"][i],
-                    }
-            log.info("seed %d %s: %s", seed, fold.name, fold_metrics[-1])
-            bar.set_postfix(seed=seed, fold=fold.name, spearman=f"{fold_metrics[-1]['spearman']:.3f}")
-            bar.update()
-        per_seed.append(
-            _seed_metrics(split_name, fold_metrics, [p for p in predictions if p["seed"] == seed])
-        )
-    metrics: dict[str, Any] = {split_name: split_metrics(per_seed)}
+    fits = (engine or EngineChoice()).open(store_path, config, loaded, tracker)
+    try:
+        result = _gather(split_name, run_tasks(fits, tasks, tracker, bar))
+    finally:
+        fits.close()
+    metrics = result.metrics
     metrics["protocol"] = config.protocol
     metrics["selection"] = (
         "best epoch on the evaluated videos (paper protocol; optimistic)"
@@ -374,21 +217,21 @@ def run(
     )
     if config.protocol == "paper":
         metrics["warning"] = PAPER_WARNING
-    final_head = final_transform = None
+    final_transform = None
     if config.final_model:
         bar.set_postfix(model="final (whole train split)")
         final_config, fold, metrics["final_model"] = _final_model(
-            config, head_cls, len(loaded.train), histories
+            config, head_cls, len(loaded.train), result.histories
         )
-        final = _fit_one(final_config, head_cls, loaded, fold, config.seeds[0], tracker)
-        final_head, final_transform = final["head"], final["transform"]
+        final_task = FitTask(final_config, fold, config.seeds[0], keep_head=True)
+        [(_, final)] = InProcessEngine(loaded, tracker).results([final_task])
+        result.head, final_transform = final.head, final.transform
         bar.update()
     bar.close()
     if tracker is not None:
         tracker.close()
-    seconds = time.perf_counter() - started
-    metrics["seconds"] = round(seconds, 2)
-    result = RunResult(metrics, predictions, histories, explanations, exemplars, final_head, seconds)
+    result.seconds = time.perf_counter() - started
+    metrics["seconds"] = round(result.seconds, 2)
     if out_dir is not None:
         write_run_dir(Path(out_dir), config, store, loaded, result, final_transform)
     return result
@@ -507,7 +350,7 @@ def predict_store(
     sequences = to_sequences(data, loaded, transform, fit.target, head_cls, fit.head_options)
     prediction = head.predict(sequences)
     predicted = transform.inverse(prediction.y, sequences.difficulty if fit.use_dd else None)
-    explanations = _in_points(prediction.explanations, transform, sequences.difficulty) or [{}] * len(data)
+    explanations = in_points(prediction.explanations, transform, sequences.difficulty) or [{}] * len(data)
     truth = data.label(fit.target)
     return [
         {"id": vid, "truth": float(t), "prediction": float(p), "explanation": e, "times": times}

@@ -60,3 +60,14 @@ def open_tracker(kind: str, out_dir: Path, name: str, params: dict[str, Any]) ->
     mlflow.start_run(run_name=name)
     mlflow.log_params({key: str(value)[:250] for key, value in params.items()})
     return MLflowTracker(mlflow)
+
+
+def log_history(tracker: Tracker, run: str, history: Any) -> None:
+    """A finished fit's epochs (``heads.base.History``), for fits that ran where the tracker is not (worker
+    processes, Ray tasks): the same scalars the live hook logs, after the fact."""
+    validation = dict(zip(history.val_epochs, history.val_spearman, strict=True))
+    for epoch, loss in enumerate(history.train_loss, start=1):
+        values = {"train_loss": loss}
+        if epoch in validation:
+            values["val_spearman"] = validation[epoch]
+        tracker.log_epoch(run, epoch, values)
