@@ -94,6 +94,17 @@ def _read_config(path: str | None) -> dict:
     "instead of holding out --val-fraction to select its epoch.",
 )
 @click.option(
+    "--tune",
+    "tune_trials",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Instead of one run: search the head's options (its search space, see --show-options) with N Optuna "
+    "trials, each scored by --cv K-fold CV on the training videos [default K: 5]; options given with --set "
+    "stay fixed. --out gets study.db (rerun the same command to resume), best.yaml (for --config), "
+    "trials.csv and tuning.png.",
+)
+@click.option(
     "--protocol",
     type=click.Choice(["honest", "paper"]),
     default=None,
@@ -195,6 +206,7 @@ def main(
     n_seeds,
     ensemble,
     refit,
+    tune_trials,
     protocol,
     sets,
     label_norm,
@@ -279,6 +291,9 @@ def main(
 
     config = FitConfig.from_dict(values)
     fits = EngineChoice(engine, jobs, threads, ray_address)
+    if tune_trials:
+        _tune(store, config, tune_trials, out_dir, fits, overwrite, as_json)
+        return
     try:
         result = run(store, config, out_dir, overwrite=overwrite, engine=fits)
     except (RunDirError, TrackingError) as error:
@@ -287,6 +302,29 @@ def main(
         echo_json({"run_dir": out_dir, "head": config.head, "target": config.target, **result.metrics})
     else:
         _print_summary(result.metrics, config, out_dir)
+
+
+def _tune(store, config, trials: int, out_dir: str, fits, overwrite: bool, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from aqa_pipeline.train.rundir import RunDirError
+    from aqa_pipeline.train.tune import tune
+
+    try:
+        result = tune(store, config, trials, out_dir, engine=fits, overwrite=overwrite)
+    except RunDirError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        echo_json({"run_dir": out_dir, "head": config.head, "target": config.target, **asdict(result)})
+        return
+    click.echo(
+        f"{config.head} · target {config.target} · {result.complete} finished, {result.pruned} pruned, "
+        f"{result.failed} failed trials · {result.seconds:.1f} s"
+    )
+    click.echo(f"  best: trial {result.best_trial}, mean CV Spearman {result.best_value:.4f}")
+    for name, value in result.best_options.items():
+        click.echo(f"    {name:22s} {value!r}")
+    click.echo(f"  next: aqa-fit {store} --config {out_dir}/best.yaml --seeds 3 --seed 100 --out RUN_DIR")
 
 
 def _predict(

@@ -25,6 +25,7 @@ from torch import nn
 
 from aqa_pipeline.heads.base import TorchHead
 from aqa_pipeline.heads.registry import register_head
+from aqa_pipeline.heads.search import OPTIMISER_SPACE, Dimension, Integer, OneOf, Real
 from aqa_pipeline.train.data import Batch, SequenceData
 
 
@@ -136,6 +137,14 @@ class ActionNet(nn.Module):
 class ActionNetHead(TorchHead):
     # the kinds aqa-extract --crops writes (ResNet-50 as in the paper, or MobileNetV2)
     extra_roles: ClassVar[dict[str, tuple[str, ...]]] = {"static": ("resnet_crops", "mobilenet_crops")}
+    # What --tune explores: the optimiser, dropout, embedding width, training window and epochs.
+    search_space: ClassVar[dict[str, Dimension]] = {
+        **OPTIMISER_SPACE,
+        "dropout": Real(0.1, 0.7),
+        "embed_dim": OneOf((128, 256)),
+        "window": OneOf((16, 26, 52)),
+        "epochs": Integer(20, 100),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "static_role": "static",  # chosen: extra role holding per-frame crop features; absent = single stream
         "embed_dim": 256,  # code

@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from aqa_pipeline.heads.options import Rule, validate_options
+from aqa_pipeline.heads.search import Dimension
 from aqa_pipeline.train.data import Batch, Batcher, SequenceData
 from aqa_pipeline.train.metrics import spearman
 
@@ -63,6 +64,9 @@ class Head(ABC):
 
     # Ranges and choices of options (their types come from ``defaults``); checked before any data is loaded.
     rules: ClassVar[dict[str, Rule]] = {"dropout": Rule(min=0, max=1, max_open=True)}
+    # The options ``aqa-fit --tune`` explores and their ranges (heads/search.py); empty: nothing to tune (the
+    # closed-form heads tune themselves by inner cross-validation).
+    search_space: ClassVar[dict[str, Dimension]] = {}
 
     def __init__(self, **config: Any) -> None:
         validate_options(self.name, self.all_defaults(), self.all_rules(), config)

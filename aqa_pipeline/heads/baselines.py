@@ -19,6 +19,7 @@ from torch import nn
 from aqa_pipeline.heads.base import EpochCallback, Head, History, PooledInputHead, Prediction, TorchHead
 from aqa_pipeline.heads.options import Rule
 from aqa_pipeline.heads.registry import register_head
+from aqa_pipeline.heads.search import OPTIMISER_SPACE, Dimension, Integer, OneOf, Real
 from aqa_pipeline.train.data import Batch, SequenceData
 
 
@@ -188,6 +189,12 @@ class _MLP(nn.Module):
 class MLPHead(PooledInputHead):
     """ "I3D+MLP": masked mean over clips, then an MLP regressor trained with MSE."""
 
+    # What --tune explores: the optimiser, dropout and epochs (the widths are the MUSDL regressor's).
+    search_space: ClassVar[dict[str, Dimension]] = {
+        **OPTIMISER_SPACE,
+        "dropout": Real(0.0, 0.7),
+        "epochs": Integer(50, 200),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "hidden": [256, 128],  # code: the MUSDL/USDL regressor widths (1024→256→128)
         "dropout": 0.5,  # chosen
@@ -240,6 +247,14 @@ class LSTMHead(TorchHead):
     """LSTM over the clip sequence; the last hidden state (of each video's real length) regresses the score."""
 
     bidirectional: ClassVar[bool] = False
+    # What --tune explores (BiLSTM too): the optimiser, width, dropout, training window and epochs.
+    search_space: ClassVar[dict[str, Dimension]] = {
+        **OPTIMISER_SPACE,
+        "hidden": OneOf((64, 128, 256)),
+        "dropout": Real(0.0, 0.5),
+        "window": OneOf((16, 32, 64)),
+        "epochs": Integer(10, 40),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "hidden": 256,  # paper (ACTION-NET's LSTM baseline width; MS-LSTM uses 256 too)
         "layers": 1,  # chosen

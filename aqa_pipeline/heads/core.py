@@ -19,6 +19,7 @@ from torch import nn
 from aqa_pipeline.heads.base import PooledInputHead
 from aqa_pipeline.heads.group_regression import ContrastiveHead, IntervalRegressor
 from aqa_pipeline.heads.registry import register_head
+from aqa_pipeline.heads.search import OPTIMISER_SPACE, Dimension, Integer, OneOf
 from aqa_pipeline.train.data import SequenceData
 
 
@@ -64,6 +65,13 @@ class FlatRegressor(nn.Module):
 
 @register_head("core")
 class CoReHead(PooledInputHead, ContrastiveHead):
+    # What --tune explores: the optimiser, the regressor's width, exemplar votes and epochs.
+    search_space: ClassVar[dict[str, Dimension]] = {
+        **OPTIMISER_SPACE,
+        "hidden": OneOf((128, 256)),
+        "n_exemplars": Integer(5, 20),
+        "epochs": Integer(20, 100),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "regressor": "flat",  # chosen (TPT's finding); "tree" = CoRe's RegressTree
         "hidden": 256,  # code: first Linear(2049 -> 256) of the tree

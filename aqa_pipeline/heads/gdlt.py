@@ -17,6 +17,7 @@ from torch import nn
 
 from aqa_pipeline.heads.base import TorchHead
 from aqa_pipeline.heads.registry import register_head
+from aqa_pipeline.heads.search import OPTIMISER_SPACE, Dimension, Integer, OneOf, Real
 from aqa_pipeline.train.data import Batch, SequenceData
 
 
@@ -140,6 +141,15 @@ class GDLTHead(TorchHead):
     """Grade-decoupling Likert transformer. Explanations: ``grades`` (G,) and ``attention`` (G, T)."""
 
     clip_axes: ClassVar[dict] = {"attention": 1}  # (grades, clips)
+    # What --tune explores: the optimiser, dropout, grade count, triplet weight, training window and epochs.
+    search_space: ClassVar[dict[str, Dimension]] = {
+        **OPTIMISER_SPACE,
+        "dropout": Real(0.0, 0.5),
+        "n_grades": Integer(2, 6),
+        "triplet_weight": Real(0.1, 3.0, log=True),
+        "window": OneOf((32, 68, 136)),
+        "epochs": Integer(10, 60),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "hidden": 512,  # code: first Conv1d width
         "d_model": 256,  # code

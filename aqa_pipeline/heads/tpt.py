@@ -23,6 +23,7 @@ from torch import nn
 from aqa_pipeline.heads.group_regression import ContrastiveHead, IntervalRegressor
 from aqa_pipeline.heads.options import Rule
 from aqa_pipeline.heads.registry import register_head
+from aqa_pipeline.heads.search import Dimension, Integer, OneOf, Real
 from aqa_pipeline.train.data import SequenceData
 
 
@@ -169,6 +170,18 @@ class TemporalParser(nn.Module):
 
 @register_head("tpt")
 class TPTHead(ContrastiveHead):
+    # What --tune explores: both learning rates, dropout, the query count, the width and the segment count.
+    search_space: ClassVar[dict[str, Dimension]] = {
+        "lr": Real(3e-5, 1e-3, log=True),
+        "head_lr": Real(1e-4, 3e-3, log=True),
+        "weight_decay": Real(1e-6, 1e-2, log=True),
+        "standardise_inputs": OneOf((False, True)),
+        "dropout": Real(0.0, 0.5),
+        "queries": Integer(3, 8),
+        "d_model": OneOf((128, 256, 512)),
+        "segments": OneOf((10, 20, 40)),
+        "epochs": Integer(20, 80),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "d_model": 512,  # code (README command line; opt.py default 1024)
         "d_ffn": 512,  # code

@@ -20,6 +20,7 @@ from torch import nn
 from aqa_pipeline.heads.base import PooledInputHead
 from aqa_pipeline.heads.baselines import _MLP, masked_mean
 from aqa_pipeline.heads.registry import register_head
+from aqa_pipeline.heads.search import OPTIMISER_SPACE, Dimension, Integer, Real
 from aqa_pipeline.train.data import Batch, SequenceData
 
 
@@ -45,6 +46,13 @@ def kl_loss(log_probs: torch.Tensor, target: torch.Tensor, reduction: str) -> to
 class USDLHead(PooledInputHead):
     """One distribution over ``bins`` bins spanning the working range [0, 1] of the (normalised) score."""
 
+    # What --tune explores (MUSDL too): the optimiser, the Gaussian's width, dropout and epochs.
+    search_space: ClassVar[dict[str, Dimension]] = {
+        **OPTIMISER_SPACE,
+        "sigma_bins": Real(1.0, 10.0),
+        "dropout": Real(0.0, 0.5),
+        "epochs": Integer(50, 150),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "bins": 101,  # code (MTL-AQA: 101 bins)
         "sigma_bins": 5.0,  # code (--std 5, in bin units)

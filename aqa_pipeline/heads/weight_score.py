@@ -43,6 +43,7 @@ from torch import nn
 from aqa_pipeline.heads.base import TorchHead, input_statistics
 from aqa_pipeline.heads.options import Rule
 from aqa_pipeline.heads.registry import register_head
+from aqa_pipeline.heads.search import OPTIMISER_SPACE, Dimension, Integer, OneOf, Real
 from aqa_pipeline.train.data import Batch, SequenceData
 
 QUERY_INITS = ("learned", "resample")
@@ -178,6 +179,16 @@ class WeightScoreHead(TorchHead):
     """Weight-score decoder. Explanations: per-clip ``weights`` (T,) and ``clip_scores`` (T,) (module docstring)."""
 
     clip_axes: ClassVar[dict] = {"weights": 0, "clip_scores": 0}
+    # What --tune explores: the optimiser, regularisation (dropout, the noise on ŷ, the attention loss) and width.
+    search_space: ClassVar[dict[str, Dimension]] = {
+        **OPTIMISER_SPACE,
+        "dropout": Real(0.1, 0.8),
+        "d_model": OneOf((64, 128, 256)),
+        "n_layers": Integer(1, 3),
+        "prediction_noise": Real(0.0, 0.1),
+        "attention_loss_weight": Real(0.1, 3.0, log=True),
+        "epochs": Integer(10, 40),
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "q_number": 136,  # code (Fis-V; RG 68, LOGO 48): one query per position of the train window
         "window": 136,  # code (Fis-V): random contiguous crop; keep equal to q_number as the code does

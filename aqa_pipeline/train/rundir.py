@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 # Files only aqa-fit writes: their presence is what makes a folder safe to empty on --overwrite.
-RUN_MARKERS = ("config.json", "predictions.csv")
+RUN_MARKERS = ("config.json", "predictions.csv", "study.db")  # study.db: an aqa-fit --tune search
 
 
 class RunDirError(ValueError):
