@@ -96,3 +96,14 @@ def test_ray_cv_gives_the_local_cv_metrics(store, tmp_path, local_ray):
         assert on_ray["cv"][key] == pytest.approx(local["cv"][key], abs=1e-9)
     assert on_ray["cv"]["per_seed"] == local["cv"]["per_seed"]
     assert (tmp_path / "ray" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_tuning_trials_on_ray_score_as_they_do_locally(store, tmp_path, local_ray):
+    from aqa_pipeline.train.tune import tune
+
+    config = FitConfig(head="mlp", head_options={"hidden": [16], "epochs": 4, "eval_every": 1}, cv=3)
+    local = tune(store, config, 2, tmp_path / "local")
+    on_ray = tune(store, config, 2, tmp_path / "ray", engine=EngineChoice("ray", threads=1))
+    assert on_ray.best_options == local.best_options
+    assert on_ray.best_value == pytest.approx(local.best_value, abs=1e-6)

@@ -14,6 +14,12 @@ current whenever the search stops:
     tuning.json    the summary (best trial, counts, the CV settings)
     tuning.png     CV Spearman by trial (pruned trials at their last report) and the options' importances
 
+With ``--jobs N`` or ``--engine ray`` a trial's fits run in parallel on the engines of :mod:`.engines`, and the
+trials run one after the other. Optuna rather than Ray Tune: TPE learns from each finished trial, so a few trials
+in parallel would waste the early ones; the search is then one SQLite file that resumes the same way on every
+engine; and pruning works on the per-fit reports that our CV produces anyway, where Ray Tune's schedulers expect
+training iterations of one model.
+
 The tuned CV score is the best of many tries on the same folds and so is optimistic; evaluate the chosen options
 with ``aqa-fit --config best.yaml`` on other seeds (other folds), and on the test split when there is one.
 """
