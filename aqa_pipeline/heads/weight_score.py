@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aqa_pipeline.heads.base import TorchHead, input_statistics
+from aqa_pipeline.heads.layers import Attention, FastDropout
 from aqa_pipeline.heads.options import Rule
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.heads.search import OPTIMISER_SPACE, Dimension, Integer, OneOf, Real
@@ -90,13 +91,13 @@ class PreNormDecoderLayer(nn.Module):
     def __init__(self, d_model: int, n_head: int, ffn: int, dropout: float, residual: str) -> None:
         super().__init__()
         self.residual = residual
-        self.self_attn = nn.MultiheadAttention(d_model, n_head, dropout=dropout, batch_first=True)
-        self.cross_attn = nn.MultiheadAttention(d_model, n_head, dropout=dropout, batch_first=True)
+        self.self_attn = Attention(d_model, n_head, dropout)
+        self.cross_attn = Attention(d_model, n_head, dropout)
         self.ffn = nn.Sequential(
-            nn.Linear(d_model, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, d_model)
+            nn.Linear(d_model, ffn), nn.ReLU(), FastDropout(dropout), nn.Linear(ffn, d_model)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(3))
-        self.dropouts = nn.ModuleList(nn.Dropout(dropout) for _ in range(3))
+        self.dropouts = nn.ModuleList(FastDropout(dropout) for _ in range(3))
 
     def forward(self, x, pos, memory, memory_padding, need_weights: bool = False):
         h = self.norms[0](x)
@@ -143,9 +144,17 @@ class WeightScoreModel(nn.Module):
         self.weight_mlp = _mlp(d_model)
         self.score_mlp = _mlp(d_model)
 
+    def _standardised_projection(self, memory: torch.Tensor) -> torch.Tensor:
+        """project((memory - mean) / std), with the standardisation folded into the projection's weights when
+        there is one: the same map, without a pass over every (B, T, in_dim) feature."""
+        if isinstance(self.project, nn.Identity):
+            return (memory - self.input_mean) / self.input_std
+        weight = self.project.weight / self.input_std
+        return F.linear(memory, weight, self.project.bias - weight @ self.input_mean)
+
     def forward(self, memory: torch.Tensor, mask: torch.Tensor, need_attention: bool = False) -> dict:
         batch = memory.shape[0]
-        memory = self.project((memory - self.input_mean) / self.input_std)  # padded clips stay masked
+        memory = self._standardised_projection(memory)  # padded clips stay masked
         if self.query_init == "resample":
             # the code: fresh noise each call; batch element 0's noise plus the PE is every element's query_pos
             noise = torch.randn(batch, *self.queries.shape, device=memory.device) * self.query_std
