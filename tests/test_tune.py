@@ -18,6 +18,8 @@ from aqa_pipeline.heads.search import Integer, OneOf, Real
 from aqa_pipeline.store import FeatureStore
 from aqa_pipeline.synth import write_synthetic_store
 from aqa_pipeline.train.data import SequenceData
+from aqa_pipeline.train.fitting import FitTask
+from aqa_pipeline.train.protocol import Fold
 from aqa_pipeline.train.run import FitConfig, run
 from aqa_pipeline.train.rundir import RunDirError
 from aqa_pipeline.train.tune import STUDY_FILE, searched_space, tune
@@ -148,3 +150,23 @@ def test_cli_tune_prints_the_best_trial_and_the_next_command(store, tmp_path):
     args[args.index("--cv") + 1] = "4"
     result = CliRunner().invoke(fit_main, args)
     assert result.exit_code != 0 and "(cv differ)" in result.output
+
+
+def test_a_trial_reports_the_plan_prefix_whatever_order_the_fits_finish_in(monkeypatch):
+    """Step k is always the mean of the plan's first k+1 fits, so the pruner compares the same folds."""
+    from aqa_pipeline.train import tune as tune_module
+
+    spearman = {0: 0.1, 1: 0.3, 2: 0.5}
+    monkeypatch.setattr(tune_module, "fold_spearman", lambda result: spearman[result])
+
+    class OutOfOrder:
+        def results(self, tasks):
+            yield from ((i, i) for i in (2, 0, 1))
+
+    trial = optuna.create_study(direction="maximize").ask()
+    fold = Fold("fold1", np.arange(4), None, np.arange(4, 6), score_on_test=False)
+    template = [FitTask(FitConfig(head="mlp"), fold, seed) for seed in range(3)]
+    value = tune_module._objective(trial, FitConfig(head="mlp"), {}, template, OutOfOrder())
+    assert value == pytest.approx(0.3)
+    study_trial = trial.study.trials[0]
+    assert study_trial.intermediate_values == pytest.approx({0: 0.1, 1: 0.2, 2: 0.3})

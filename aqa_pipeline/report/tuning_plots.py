@@ -11,7 +11,7 @@ MIN_TRIALS_FOR_IMPORTANCE = 4  # fANOVA on fewer finished trials says nothing
 
 
 def plot_tuning(study, path: Path, title: str) -> None:
-    """Left: each trial's mean CV Spearman (pruned trials at their last report, crossed) and the best so far.
+    """Left: each trial's mean CV Spearman (pruned trials, crossed, at the mean of the fits they ran: early folds can score higher than the whole CV) and the best so far.
     Right: the options' importances (fANOVA), once enough trials have finished."""
     from optuna.trial import TrialState
 
@@ -25,7 +25,7 @@ def plot_tuning(study, path: Path, title: str) -> None:
         [t.intermediate_values[max(t.intermediate_values)] for t in pruned],
         marker="x",
         color="grey",
-        label="pruned (last report)",
+        label="pruned (mean of the fits it ran)",
     )
     best, running = [], float("-inf")
     for t in sorted(complete, key=lambda t: t.number):

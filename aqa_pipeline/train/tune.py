@@ -160,14 +160,19 @@ def _objective(trial, config: FitConfig, searched, template: list[FitTask], fits
     tasks = [replace(task, config=trial_config) for task in template]
     started = time.perf_counter()
     scores: dict[int, float] = {}
+    reported = 0  # fits of the plan's prefix reported so far
     results = fits.results(tasks)
     for index, result in results:
         scores[index] = fold_spearman(result)
-        trial.report(float(np.mean(list(scores.values()))), step=len(scores) - 1)
-        if trial.should_prune():
-            results.close()  # the fits not started yet are cancelled
-            trial.set_user_attr("seconds", time.perf_counter() - started)
-            raise optuna.TrialPruned()
+        # Report the running mean over the plan's finished prefix only, so that step k always means the same
+        # first k+1 fits whatever order an engine finishes them in: the pruner compares like with like.
+        while reported in scores:
+            reported += 1
+            trial.report(float(np.mean([scores[i] for i in range(reported)])), step=reported - 1)
+            if trial.should_prune():
+                results.close()  # the fits not started yet are cancelled
+                trial.set_user_attr("seconds", time.perf_counter() - started)
+                raise optuna.TrialPruned()
     trial.set_user_attr("fold_spearman", [scores[i] for i in range(len(tasks))])
     trial.set_user_attr("seconds", time.perf_counter() - started)
     return float(np.mean(list(scores.values())))
