@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from fisv_store import import_fisv_store
 
 
 def main() -> None:
@@ -30,25 +31,12 @@ def main() -> None:
     import torch
 
     from aqa_pipeline.heads.registry import get_head
-    from aqa_pipeline.manifests import load_manifest
     from aqa_pipeline.store import FeatureStore
-    from aqa_pipeline.store.importer import import_npy_features
     from aqa_pipeline.train.data import SequenceData
     from aqa_pipeline.train.labels import LabelTransform
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = args.store
-        if store is None:
-            store = Path(tmp) / "fisv.h5"
-            import_npy_features(
-                load_manifest("fis-v"),
-                Path(data) / "fisv" / "swintx_avg_fps25_clip32",
-                store,
-                kind="vst",
-                provenance={"dim": 1024},
-                splits=("train",),
-                progress=False,
-            )
+        store = args.store or import_fisv_store(Path(tmp))
         loaded = FeatureStore(store).load("vst", split="train", dtype=np.float32)
         scores = loaded.label("tes")
         y = LabelTransform.fit(scores, None, mode="minmax", use_dd=False).forward(scores, None)
