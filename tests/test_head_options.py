@@ -49,3 +49,22 @@ def test_a_head_refuses_at_construction():
     with pytest.raises(OptionError, match="head 'weight-score': option d_model='x'"):
         get_head("weight-score")(d_model="x")
     get_head("weight-score")(d_model=None)  # the documented raw-feature setting
+
+
+def test_patience_stops_training_once_validation_stops_improving(monkeypatch):
+    """Validation Spearman 0.5, 0.4, 0.3, ...: the best epoch is the first, and patience 2 stops after epoch 3."""
+    import numpy as np
+
+    from aqa_pipeline.heads import base
+    from aqa_pipeline.synth import synthetic_sequence_data
+
+    checks = iter(np.linspace(0.5, -0.5, 11))
+    monkeypatch.setattr(base, "spearman", lambda predicted, truth: float(next(checks)))
+    data = synthetic_sequence_data("pooled", n=24, dim=8, length=(4, 6))
+    head = get_head("mlp")(hidden=[8], epochs=10, eval_every=1, patience=2)
+    history = head.fit(
+        data, synthetic_sequence_data("pooled", n=8, seed=1, dim=8, length=(4, 6)), progress=False
+    )
+    assert history.best_epoch == 1 and len(history.train_loss) == 3
+    with pytest.raises(OptionError, match="patience=0"):
+        get_head("mlp")(patience=0)

@@ -134,6 +134,9 @@ class TorchHead(Head):
         "eval_every": 1,  # epochs between validation evaluations (selection granularity)
         "selection": "best_val",  # "best_val" (epoch with best validation Spearman) or "last"
         "grad_clip": None,
+        # chosen: None = every epoch of the schedule (as the papers train); N = stop once N validation checks in a
+        # row found no better Spearman than the best so far (the kept epoch is the same; the tail is not trained)
+        "patience": None,
         # chosen: off = each paper's raw features. On: every clip feature standardised by the per-dimension mean
         # and std of the training clips (saved with the model), for any neural head on (T, D) features
         "standardise_inputs": False,
@@ -148,6 +151,7 @@ class TorchHead(Head):
         "eval_every": Rule(min=1),
         "selection": Rule(choices=("best_val", "last")),
         "grad_clip": Rule(types=(int, float, type(None)), min=0, min_open=True),
+        "patience": Rule(types=(int, type(None)), min=1),
     }
 
     keeps_training_data: ClassVar[bool] = False
@@ -253,12 +257,21 @@ class TorchHead(Head):
                 if history.val_epochs and history.val_epochs[-1] == epoch:
                     logged["val_spearman"] = history.val_spearman[-1]
                 on_epoch(epoch, logged)
+            if self._out_of_patience(history):
+                break
         if best_state is not None:
             model.load_state_dict(best_state)
         else:
             history.best_epoch = epochs
         history.seconds = time.perf_counter() - started
         return history
+
+    def _out_of_patience(self, history: History) -> bool:
+        """``patience`` validation checks in a row since the best epoch: later epochs would not be kept."""
+        patience = self.config["patience"]
+        if patience is None or history.best_epoch is None:
+            return False
+        return sum(epoch > history.best_epoch for epoch in history.val_epochs) >= patience
 
     def predict(self, data: SequenceData) -> Prediction:
         if self.model is None:
