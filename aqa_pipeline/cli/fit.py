@@ -135,8 +135,9 @@ def _read_config(path: str | None) -> dict:
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="CPU threads for torch (default: all cores). Give each of several runs side by side its share "
-    "(e.g. --threads 1 for two runs on two cores); more threads than free cores slows every run down.",
+    help="CPU threads for torch, per fit (default: all cores, divided among --jobs). Give each of several "
+    "runs side by side its share (e.g. --threads 1 for two runs on two cores); more threads than free cores "
+    "slows every run down.",
 )
 @click.option(
     "--jobs",
