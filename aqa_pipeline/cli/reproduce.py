@@ -66,11 +66,18 @@ REPRODUCIBLE = ("mtl-aqa", "aqa-7", "finediving", "rhythmic-gymnastics", "fis-v"
     help="Replace every stage's preset (the table says so): for a quick smoke run.",
 )
 @device_option()
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for each aqa-fit.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for each fit.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Each aqa-fit runs its folds × seeds in this many worker processes (aqa-fit --jobs).",
+)
 @verbose_option
 @json_option
 @version_option
-def main(dataset, data, features_dir, out_dir, seeds, heads, head_sets, encoder, preset, device, threads,
+def main(dataset, data, features_dir, out_dir, seeds, heads, head_sets, encoder, preset, device, threads, jobs,
          as_json) -> None:  # fmt: skip
     """Reproduce the table of every seed paper that reports on DATASET, end to end.
 
@@ -102,6 +109,7 @@ def main(dataset, data, features_dir, out_dir, seeds, heads, head_sets, encoder,
         preset=preset,
         device=device,
         threads=threads,
+        jobs=jobs,
     )
     outcome = reproduce(request, log=lambda line: click.echo(line, err=True))
     if as_json:

@@ -28,6 +28,7 @@ class Request:
     preset: str | None = None
     device: str = "cpu"
     threads: int | None = None
+    jobs: int = 1
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def reproduce(request: Request, log: Log) -> Outcome:
     source = check_source(request, load_manifest(request.dataset))
     log(source)
     layout = Layout(request.out / request.dataset)
-    settings = Settings(request.seeds, request.head_sets, request.device, request.threads)
+    settings = Settings(request.seeds, request.head_sets, request.device, request.threads, request.jobs)
     features, fits = run_plan(plan, request.source, layout, settings, log, request.published)
     rows = build_rows(plan, numbers_for(request.dataset), layout)
     table, csv_path = write_table(rows, request.dataset, layout)

@@ -43,12 +43,13 @@ class Layout:
 
 @dataclass(frozen=True)
 class Settings:
-    """What every fit shares: seeds, head option overrides, device and threads."""
+    """What every fit shares: seeds, head option overrides, device, threads and parallel fits."""
 
     seeds: int = 3
     head_sets: tuple[str, ...] = ()  # KEY=VALUE, given to each head that has the option
     device: str = "cpu"
     threads: int | None = None
+    jobs: int = 1  # aqa-fit --jobs: folds × seeds in this many worker processes
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ def fit(run: HeadRun, target: str, protocol: str, layout: Layout, settings: Sett
     args += ["--seeds", str(settings.seeds), "--out", str(out), "--no-final-model", "--quiet"]
     args += [*run.fit_args, *options_for(run.head, settings.head_sets), "--device", settings.device]
     args += ["--threads", str(settings.threads)] if settings.threads else []
+    args += ["--jobs", str(settings.jobs)]
     _invoke(main, "aqa-fit", [*args, *(["--overwrite"] if out.exists() else [])], log)
     return True
 
