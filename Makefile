@@ -64,7 +64,7 @@ fisv-heads: fisv-store  ## Fis-V CV table of the paper heads (several hours on 2
 # The options aqa-fit --tune found (configs/fis-v/<head>-<target>.yaml, searched on the CV folds of seed 0) against
 # each head's defaults, evaluated on folds the search never saw (seeds 100-102), alone and as a seed ensemble.
 FISV_TUNED ?= runs/fisv-tuned
-FISV_TUNED_CV = --cv 5 --seeds 3 --seed 100 --quiet --no-final-model
+FISV_TUNED_CV = --cv 5 --seeds 3 --seed 100 --quiet --no-final-model $(if $(THREADS),--threads $(THREADS))
 fisv_once = test -f $(2)/metrics.json || $(VENV)/bin/aqa-fit $(FISV_STORE) $(1) $(FISV_TUNED_CV) --overwrite --out $(2)
 
 fisv-tuned: fisv-store  ## Fis-V table: defaults / tuned / tuned + 3-seed ensemble per committed config, and ridge

@@ -131,12 +131,14 @@ def tune(
                 catch=(
                     ValueError,
                 ),  # a diverged trial (NaN predictions) is recorded as failed; the search goes on
-                callbacks=[lambda study, _: (_write_outputs(study, config, out), bar.update())],
+                callbacks=[
+                    lambda study, _: (_write_outputs(study, config, out, str(store_path)), bar.update())
+                ],
             )
     finally:
         fits.close()
         bar.close()
-    _write_outputs(study, config, out)
+    _write_outputs(study, config, out, str(store_path))
     counts = {state: len(study.get_trials(states=(state,))) for state in optuna.trial.TrialState}
     best = study.best_trial
     return TuneResult(
@@ -232,7 +234,7 @@ def _finished(study) -> int:
     return len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def _write_outputs(study, config: FitConfig, out: Path) -> None:
+def _write_outputs(study, config: FitConfig, out: Path, store: str) -> None:
     from optuna.trial import TrialState
 
     trials = study.get_trials()
@@ -249,7 +251,7 @@ def _write_outputs(study, config: FitConfig, out: Path) -> None:
     if complete:
         best = study.best_trial
         summary.update(best_trial=best.number, best_value=best.value, best_options=best.params)
-        _write_best_config(config, best, out / "best.yaml")
+        _write_best_config(config, best, out / "best.yaml", store)
     (out / "tuning.json").write_text(json.dumps(summary, indent=2))
     from aqa_pipeline.report.tuning_plots import plot_tuning
 
@@ -269,7 +271,7 @@ def _write_trials_csv(trials, path: Path) -> None:
             )  # fmt: skip
 
 
-def _write_best_config(config: FitConfig, best, path: Path) -> None:
+def _write_best_config(config: FitConfig, best, path: Path, store: str) -> None:
     chosen = replace(
         config,
         head_options={**config.head_options, **best.params},
@@ -278,7 +280,7 @@ def _write_best_config(config: FitConfig, best, path: Path) -> None:
     )
     header = (
         f"# aqa-fit --tune: trial {best.number}, mean CV Spearman {best.value:.4f} over the {config.cv}-fold CV "
-        f"of the training videos (seeds {config.seeds}).\n"
+        f"of the training videos (seeds {config.seeds}) of {store}.\n"
         "# That score is the best of the search on these folds (optimistic): evaluate with other --seeds.\n"
     )
     path.write_text(header + yaml.safe_dump(asdict(chosen), sort_keys=False))
