@@ -170,3 +170,13 @@ def test_a_trial_reports_the_plan_prefix_whatever_order_the_fits_finish_in(monke
     assert value == pytest.approx(0.3)
     study_trial = trial.study.trials[0]
     assert study_trial.intermediate_values == pytest.approx({0: 0.1, 1: 0.2, 2: 0.3})
+
+
+def test_a_search_whose_every_trial_diverged_says_so(store, tmp_path, monkeypatch):
+    def diverge(self, *args, **kwargs):
+        raise ValueError("head 'mlp' predicted NaN/inf")
+
+    monkeypatch.setattr(get_head("mlp"), "fit", diverge)
+    with pytest.raises(ValueError, match="no trial of .*study.db finished \\(2 failed"):
+        tune(store, FitConfig(head="mlp", cv=3, progress=False), 2, tmp_path / "tune")
+    assert [r["state"] for r in csv.DictReader(open(tmp_path / "tune" / "trials.csv"))] == ["fail", "fail"]

@@ -99,8 +99,6 @@ def tune(
     overwrite: bool = False,
 ) -> TuneResult:
     """Run the search up to ``trials`` finished trials in all (counting those of an earlier, interrupted run)."""
-    import optuna
-
     started = time.perf_counter()
     show_progress = config.progress
     if trials < 1:
@@ -114,41 +112,51 @@ def tune(
     study = _open_study(out, config)
     loaded = load_data(FeatureStore(store_path), config, head_cls)
     template = plan_tasks(config, head_cls, loaded)
-    remaining = trials - _finished(study)
-    bar = tqdm(
-        total=trials,
-        initial=trials - max(remaining, 0),
-        desc=f"tune {config.head}",
-        unit="trial",
-        disable=not show_progress,
-    )
     fits = (engine or EngineChoice()).open(store_path, config, loaded, None)
+    remaining = trials - _finished(study)
+    done = trials - max(remaining, 0)
+    bar = tqdm(
+        total=trials, initial=done, desc=f"tune {config.head}", unit="trial", disable=not show_progress
+    )
+
+    def after_trial(study, _trial) -> None:
+        _write_outputs(study, config, out, str(store_path))
+        bar.update()
+
     try:
         if remaining > 0:
+            # a diverged trial (NaN predictions: ValueError) is recorded as failed and the search goes on
             study.optimize(
                 lambda trial: _objective(trial, config, searched, template, fits),
                 n_trials=remaining,
-                catch=(
-                    ValueError,
-                ),  # a diverged trial (NaN predictions) is recorded as failed; the search goes on
-                callbacks=[
-                    lambda study, _: (_write_outputs(study, config, out, str(store_path)), bar.update())
-                ],
+                catch=(ValueError,),
+                callbacks=[after_trial],
             )
     finally:
         fits.close()
         bar.close()
     _write_outputs(study, config, out, str(store_path))
-    counts = {state: len(study.get_trials(states=(state,))) for state in optuna.trial.TrialState}
+    return _result(study, out, time.perf_counter() - started)
+
+
+def _result(study, out: Path, seconds: float) -> TuneResult:
+    from optuna.trial import TrialState
+
+    counts = {state: len(study.get_trials(states=(state,))) for state in TrialState}
+    if not counts[TrialState.COMPLETE]:
+        raise ValueError(
+            f"no trial of {out / STUDY_FILE} finished ({counts[TrialState.FAIL]} failed, "
+            f"{counts[TrialState.PRUNED]} pruned): see {out / 'trials.csv'}"
+        )
     best = study.best_trial
     return TuneResult(
         best_value=float(best.value),
         best_options=dict(best.params),
         best_trial=best.number,
-        complete=counts[optuna.trial.TrialState.COMPLETE],
-        pruned=counts[optuna.trial.TrialState.PRUNED],
-        failed=counts[optuna.trial.TrialState.FAIL],
-        seconds=time.perf_counter() - started,
+        complete=counts[TrialState.COMPLETE],
+        pruned=counts[TrialState.PRUNED],
+        failed=counts[TrialState.FAIL],
+        seconds=seconds,
         out=out,
     )
 
