@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -111,8 +112,8 @@ def test_dependencies_are_declared_exactly():
     distribution = {"cv2": "opencv-python", "sklearn": "scikit-learn", "yaml": "pyyaml"}
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    declared = [*project["dependencies"], *extras["tensorboard"], *extras["mlflow"]]
-    names = {requirement.split(">")[0].split("=")[0].strip().lower() for requirement in declared}
+    declared = [*project["dependencies"], *extras["tensorboard"], *extras["mlflow"], *extras["ray"]]
+    names = {re.match(r"[A-Za-z0-9_.-]+", requirement).group().lower() for requirement in declared}
     imported = {distribution.get(name, name) for name in _third_party_imports()}
     # tensorboard is imported through torch.utils.tensorboard, so it never shows up as an import of ours
     assert imported | {"tensorboard"} == names
