@@ -196,6 +196,27 @@ Re-running the same command resumes: finished videos are skipped. Failures are l
     show_default=True,
     help="Margin added on each side of a clip's union box, as a fraction of its longer side.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: decoding as Ray CPU tasks streaming into a pool of encoder actors (one GPU each with --device "
+    "cuda), on the cluster at --ray-address or a Ray started here; needs pip install 'aqa-pipeline[ray]'. "
+    "Scene kinds only (not --boxes/--actor/--crops/--show-pred/--limit).",
+)
+@click.option(
+    "--ray-address",
+    help="With --engine ray: the cluster to join (auto, or head-node:6379 as `ray start --head` prints).",
+)
+@click.option(
+    "--ray-actors",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="With --engine ray: encoder actors, each loading the model once (one per GPU; on CPU each takes "
+    "--threads cores, default 1).",
+)
 @click.argument("more_videos", nargs=-1, metavar="[VIDEO ...]", type=click.Path(dir_okay=False))
 @verbose_option
 @json_option
@@ -207,7 +228,9 @@ def main(as_json: bool, **options) -> None:
     --boxes, --crops and --actor add the athlete-centred kinds (TSA's tube boxes, ACTION-NET's static stream,
     FSPN's actor clips) to the same store.
     """
+    engine = EngineRequest.from_options(options)
     request = ExtractRequest.from_options(options)
+    engine.check(request)
     import torch  # lazy: keeps --help instant
 
     from aqa_pipeline.extract import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, extract_features
@@ -223,25 +246,61 @@ def main(as_json: bool, **options) -> None:
     if request.threads and device_type == "cpu":
         torch.set_num_threads(request.threads)
     try:
-        summary = extract_features(
-            jobs,
-            request.store,
-            encoder=encoder,
-            preset=preset,
-            dataset=dataset_name,
-            batch_size=request.batch_size or DEFAULT_BATCH_SIZE[device_type],
-            workers=DEFAULT_WORKERS[device_type] if request.workers is None else request.workers,
-            device=request.device,
-            num_shards=request.num_shards,
-            shard_index=request.shard_index,
-            limit=request.limit,
-            show_predictions=request.show_pred,
-            actors=actors,
-        )
+        if engine.name == "ray":
+            summary = _extract_on_ray(engine, request, jobs, encoder, preset, dataset_name, device_type)
+        else:
+            summary = extract_features(
+                jobs,
+                request.store,
+                encoder=encoder,
+                preset=preset,
+                dataset=dataset_name,
+                batch_size=request.batch_size or DEFAULT_BATCH_SIZE[device_type],
+                workers=DEFAULT_WORKERS[device_type] if request.workers is None else request.workers,
+                device=request.device,
+                num_shards=request.num_shards,
+                shard_index=request.shard_index,
+                limit=request.limit,
+                show_predictions=request.show_pred,
+                actors=actors,
+            )
     except KeyboardInterrupt:
         click.echo("\ninterrupted: finished videos are kept; re-run the same command to resume", err=True)
         sys.exit(130)
     _report(summary, as_json)
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """--engine and its Ray settings; what the Ray engine cannot do is refused before any work."""
+
+    name: str
+    ray_address: str | None
+    ray_actors: int
+
+    @classmethod
+    def from_options(cls, o: dict) -> EngineRequest:
+        return cls(o.pop("engine"), o.pop("ray_address"), o.pop("ray_actors"))
+
+    def check(self, request: ExtractRequest) -> None:
+        if self.name != "ray":
+            if self.ray_address or self.ray_actors != 1:
+                raise click.UsageError("--ray-address / --ray-actors need --engine ray")
+            return
+        local_only = {
+            "--boxes": request.actor_settings["store_boxes"],
+            "--actor": request.actor_settings["actor_clips"],
+            "--crops": request.actor_settings["crop_encoder"],
+            "--show-pred": request.show_pred,
+            "--limit": request.limit is not None,
+            "--workers": request.workers is not None,
+        }
+        given = [name for name, value in local_only.items() if value]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)}: the local engine's (on Ray, decoding runs as Ray tasks and only the scene "
+                "kinds are extracted); drop them or use --engine local"
+            )
 
 
 @dataclass(frozen=True)
@@ -313,6 +372,29 @@ class ExtractRequest:
                 err=True,
             )
         return chosen
+
+
+def _extract_on_ray(
+    engine: EngineRequest, request: ExtractRequest, jobs, encoder, preset, dataset, device_type
+):
+    from aqa_pipeline.extract import DEFAULT_BATCH_SIZE
+    from aqa_pipeline.extract.ray_engine import RayPlan, extract_features_ray
+
+    gpu = device_type == "cuda"
+    plan = RayPlan(
+        address=engine.ray_address,
+        actors=engine.ray_actors,
+        cpus_per_actor=1 if gpu else request.threads or 1,
+        gpus_per_actor=1 if gpu else 0,
+    )
+    try:
+        return extract_features_ray(
+            jobs, request.store, encoder=encoder, preset=preset, dataset=dataset, plan=plan,
+            batch_size=request.batch_size or DEFAULT_BATCH_SIZE[device_type], num_shards=request.num_shards,
+            shard_index=request.shard_index,
+        )  # fmt: skip
+    except RuntimeError as error:  # Ray missing
+        raise click.UsageError(str(error)) from error
 
 
 def _load_encoder(name: str, request: ExtractRequest, preset):

@@ -17,7 +17,8 @@ Why it is shaped this way (the pain points of per-video, single-process extracto
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from aqa_pipeline.extract.batching import ACTOR, SCENE, ClipQueue, PendingVideo
 from aqa_pipeline.extract.jobs import VideoJob, shard_jobs
 from aqa_pipeline.extract.source import ClipItem, ClipSource, FailedItem
 from aqa_pipeline.extract.writer import RunKinds, video_features, write_failures
-from aqa_pipeline.store import StoreError, StoreWriter
+from aqa_pipeline.store import Feature, StoreError, StoreWriter
 from aqa_pipeline.video.decode import probe
 from aqa_pipeline.video.presets import Preset
 
@@ -60,19 +61,49 @@ class ExtractSummary:
         return self.clips / self.seconds if self.seconds > 0 else 0.0
 
 
-class _Extraction:
-    """One shard's run: items in, batches through the encoder, finished videos out to the writer."""
+class StoreOutput:
+    """Where finished and failed videos go: the shard writer, the run's summary and its progress bar. A video
+    the store refuses (e.g. NaN features) fails alone and the run goes on."""
 
-    def __init__(self, writer, encoder, kinds, labels, actors, show_predictions, summary, bar) -> None:
-        self.writer, self.encoder, self.kinds, self.labels = writer, encoder, kinds, labels
-        self.actors, self.show_predictions, self.summary, self.bar = actors, show_predictions, summary, bar
+    def __init__(
+        self, writer: StoreWriter, labels: dict[str, dict], summary: ExtractSummary, bar: tqdm
+    ) -> None:
+        self.writer, self.labels, self.summary, self.bar = writer, labels, summary, bar
+
+    def finished(self, video_id: str, features: dict[str, Feature], padded_frames: int) -> None:
+        try:
+            self.writer.write(video_id, features, labels=self.labels[video_id])
+        except StoreError as error:
+            self.failed(video_id, str(error))
+            return
+        self.summary.done.append(video_id)
+        if padded_frames:
+            self.summary.padded[video_id] = padded_frames
+        self.bar.update(1)
+
+    def failed(self, video_id: str, reason: str) -> None:
+        self.writer.record_failure(video_id, reason)
+        self.summary.failed.append({"id": video_id, "reason": reason})
+        self.bar.update(1)
+
+
+class Extraction:
+    """Items in, batches through the encoder, finished videos out to ``output`` (a :class:`StoreOutput`, or
+    anything with its ``finished``/``failed`` methods and a ``summary`` and ``bar``)."""
+
+    def __init__(
+        self, output, encoder: FrozenEncoder, kinds: RunKinds, actors, show_predictions: bool
+    ) -> None:
+        self.output, self.encoder, self.kinds = output, encoder, kinds
+        self.actors, self.show_predictions = actors, show_predictions
+        self.summary, self.bar = output.summary, output.bar
         self.pending: dict[str, PendingVideo] = {}
         self.queue = ClipQueue()
         self.started = time.perf_counter()
 
     def add(self, item: ClipItem | FailedItem, batch_size: int) -> None:
         if isinstance(item, FailedItem):
-            self.fail(item.id, item.reason)
+            self.output.failed(item.id, item.reason)
             return
         streams = {SCENE: item.clips}
         if item.actor is not None and item.actor.actor_clips is not None:
@@ -115,23 +146,69 @@ class _Extraction:
 
     def finish(self, video_id: str) -> None:
         entry = self.pending.pop(video_id)
-        try:
-            self.writer.write(video_id, video_features(entry, self.kinds), labels=self.labels[video_id])
-        except StoreError as error:  # e.g. NaN features: this video fails, the run goes on
-            self.fail(video_id, str(error))
-            return
-        self.summary.done.append(video_id)
-        if entry.item.padded_frames:
-            self.summary.padded[video_id] = entry.item.padded_frames
         if self.show_predictions:
             logits = torch.cat(entry.logits)[torch.as_tensor(entry.item.clip_inverse)]
             self.bar.write(format_prediction(video_id, logits.mean(0), self.encoder.class_names))
-        self.bar.update(1)
+        self.output.finished(video_id, video_features(entry, self.kinds), entry.item.padded_frames)
 
-    def fail(self, video_id: str, reason: str) -> None:
-        self.writer.record_failure(video_id, reason)
-        self.summary.failed.append({"id": video_id, "reason": reason})
-        self.bar.update(1)
+
+@dataclass
+class PreparedRun:
+    """A shard opened for writing: what is left to do, the kinds to write, where results go."""
+
+    todo: list[VideoJob]
+    preset: Preset  # as run (a 2-D encoder's per-frame form)
+    kinds: RunKinds
+    actors: ActorOptions | None
+    output: StoreOutput
+
+
+@contextmanager
+def prepared_run(
+    jobs: Sequence[VideoJob],
+    store: str | Path,
+    *,
+    encoder: FrozenEncoder,
+    preset: Preset,
+    dataset: str,
+    device: str,
+    num_shards: int,
+    shard_index: int,
+    limit: int | None,
+    show_predictions: bool,
+    actors: ActorOptions | None,
+    progress: bool,
+) -> Iterator[PreparedRun]:
+    """Check the options, open this shard's writer, skip finished videos; on exit (also on Ctrl-C) write the
+    failure list and the run's time into ``output.summary``. Shared by the local and the Ray engine."""
+    actors = actors if actors is not None and actors.any else None
+    if actors is not None:
+        actors.check()
+    if show_predictions and not encoder.has_classifier:
+        encoder.enable_predictions()
+    preset = preset.per_frame() if encoder.per_frame else preset
+    encoder.with_normalisation(preset.normalisation).to(device)
+    if actors is not None and actors.crop_encoder is not None:
+        actors.crop_encoder.eval().to(encoder.device)
+    summary = ExtractSummary(preset=preset)
+    mine = shard_jobs(jobs, num_shards, shard_index)
+    kinds, provenance = _run_kinds(encoder, preset, actors, mine)
+    failures_path = Path(f"{store}.failures-{shard_index:05d}-of-{num_shards:05d}.jsonl")
+    attrs = {kind: record.to_attrs() for kind, record in provenance.items()}
+    started = time.perf_counter()
+    with StoreWriter(store, attrs, dataset=dataset, shard_index=shard_index, num_shards=num_shards) as writer:
+        todo = [job for job in mine if not writer.is_done(job.id)]
+        summary.skipped = len(mine) - len(todo)
+        todo = todo[:limit] if limit is not None else todo
+        bar = tqdm(total=len(todo), unit="video", desc=f"{encoder.name} {dataset} shard {shard_index}",
+                   disable=not progress)  # fmt: skip
+        output = StoreOutput(writer, {job.id: job.labels for job in todo}, summary, bar)
+        try:
+            yield PreparedRun(todo, preset, kinds, actors, output)
+        finally:
+            bar.close()
+            summary.seconds = time.perf_counter() - started
+            summary.failures_path = write_failures(failures_path, summary.failed)
 
 
 def extract_features(
@@ -159,44 +236,23 @@ def extract_features(
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
-    actors = actors if actors is not None and actors.any else None
-    if actors is not None:
-        actors.check()
-    if show_predictions and not encoder.has_classifier:
-        encoder.enable_predictions()
-    preset = preset.per_frame() if encoder.per_frame else preset
-    encoder.with_normalisation(preset.normalisation).to(device)
-    if actors is not None and actors.crop_encoder is not None:
-        actors.crop_encoder.eval().to(encoder.device)
-    summary = ExtractSummary(preset=preset)
-    mine = shard_jobs(jobs, num_shards, shard_index)
-    kinds, provenance = _run_kinds(encoder, preset, actors, mine)
-    failures_path = Path(f"{store}.failures-{shard_index:05d}-of-{num_shards:05d}.jsonl")
-    attrs = {kind: record.to_attrs() for kind, record in provenance.items()}
-    with StoreWriter(store, attrs, dataset=dataset, shard_index=shard_index, num_shards=num_shards) as writer:
-        todo = [job for job in mine if not writer.is_done(job.id)]
-        summary.skipped = len(mine) - len(todo)
-        todo = todo[:limit] if limit is not None else todo
+    with prepared_run(
+        jobs, store, encoder=encoder, preset=preset, dataset=dataset, device=device, num_shards=num_shards,
+        shard_index=shard_index, limit=limit, show_predictions=show_predictions, actors=actors,
+        progress=progress,
+    ) as run:  # fmt: skip
         loader = DataLoader(
-            ClipSource(todo, preset, actors, track_device=device),
+            ClipSource(run.todo, run.preset, run.actors, track_device=device),
             batch_size=None,
             num_workers=workers,
             pin_memory=encoder.device.type == "cuda",
             prefetch_factor=4 if workers > 0 else None,
         )
-        bar = tqdm(total=len(todo), unit="video", desc=f"{encoder.name} {dataset} shard {shard_index}",
-                   disable=not progress)  # fmt: skip
-        labels = {job.id: job.labels for job in todo}
-        run = _Extraction(writer, encoder, kinds, labels, actors, show_predictions, summary, bar)
-        try:
-            for item in loader:
-                run.add(item, batch_size)
-            run.flush()
-        finally:
-            bar.close()
-            summary.seconds = time.perf_counter() - run.started
-            summary.failures_path = write_failures(failures_path, summary.failed)
-    return summary
+        extraction = Extraction(run.output, encoder, run.kinds, run.actors, show_predictions)
+        for item in loader:
+            extraction.add(item, batch_size)
+        extraction.flush()
+    return run.output.summary
 
 
 def _run_kinds(encoder: FrozenEncoder, preset: Preset, actors: ActorOptions | None, jobs: list[VideoJob]):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing import get_context
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from aqa_pipeline.heads.registry import get_head
+from aqa_pipeline.ray_cluster import ray_session
 from aqa_pipeline.store import FeatureStore
 from aqa_pipeline.train.fitting import FitConfig, FitTask, FoldResult, LoadedData, fit_task, load_data
 from aqa_pipeline.train.tracking import Tracker
@@ -112,16 +114,6 @@ class ProcessEngine:
 
 
 # -- Ray ----------------------------------------------------------------------------------------------------
-def _import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise RuntimeError(
-            "--engine ray needs Ray: pip install 'aqa-pipeline[ray]' (or: pip install 'ray[data]')"
-        ) from None
-    return ray
-
-
 def _fit_on_ray(task: FitTask, loaded: LoadedData, threads: int) -> FoldResult:
     import torch
 
@@ -136,10 +128,8 @@ class RayEngine:
     tracks_epochs = False
 
     def __init__(self, loaded: LoadedData, address: str | None, threads: int, gpu: bool) -> None:
-        self.ray = _import_ray()
-        self.started_here = not self.ray.is_initialized()
-        if self.started_here:
-            self.ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        self.session = ExitStack()
+        self.ray = self.session.enter_context(ray_session(address))
         self.loaded_ref = self.ray.put(loaded)
         self.threads = threads
         self.remote_fit = self.ray.remote(num_cpus=threads, num_gpus=1 if gpu else 0)(_fit_on_ray)
@@ -156,8 +146,7 @@ class RayEngine:
                 self.ray.cancel(ref)
 
     def close(self) -> None:
-        if self.started_here:
-            self.ray.shutdown()
+        self.session.close()
 
 
 @dataclass(frozen=True)

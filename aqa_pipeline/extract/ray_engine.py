@@ -1,0 +1,193 @@
+"""``aqa-extract --engine ray``: the local engine's stages as a Ray Data pipeline, for clusters of GPUs.
+
+* **Decoding** (:class:`~aqa_pipeline.extract.source.ClipSource`) runs as CPU tasks, one per source file (so an
+  MTL-AQA event video is opened once for all its dives), each reserving ``decode_cpus``.
+* **Encoding** runs in an actor pool: each actor gets the encoder once (one model load per actor), reserves
+  ``cpus_per_actor`` torch threads or ``gpus_per_actor`` GPUs, and packs the clips of the items it is handed
+  into batches across videos (:mod:`.batching`), as the local engine does.
+* **Writing** stays on the driver: finished videos stream back and go through the store's own shard writer
+  (:class:`~aqa_pipeline.extract.run.StoreOutput`), so the store contract is the local engine's: finished videos
+  are skipped on resume, a failed video is recorded and the rest continue.
+
+Why Ray Data rather than hand-rolled tasks: its streaming executor gives the back-pressure (decoded clips wait
+in a bounded object store, ``object_store_bytes``, however long the job list is) and the fault tolerance: a
+decode task whose worker dies is retried, and a dead encoder actor is restarted and its in-flight batch redone,
+so a lost worker or node costs only its in-flight videos. If the driver itself dies, every video it wrote is
+kept in the shard's partial file and the same command resumes.
+
+The athlete-centred kinds (``--boxes``, ``--actor``, ``--crops``) and ``--show-pred`` stay on the local engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aqa_pipeline.encoders.base import FrozenEncoder
+from aqa_pipeline.extract.jobs import VideoJob
+from aqa_pipeline.extract.run import Extraction, ExtractSummary, prepared_run
+from aqa_pipeline.extract.source import ClipItem, ClipSource, FailedItem
+from aqa_pipeline.extract.writer import RunKinds
+from aqa_pipeline.ray_cluster import ray_session
+from aqa_pipeline.store import Feature
+from aqa_pipeline.video.presets import Preset
+
+
+@dataclass(frozen=True)
+class RayPlan:
+    """How the pipeline uses the cluster."""
+
+    address: str | None = None  # None: a Ray started on this machine
+    actors: int = 1  # encoder actors
+    cpus_per_actor: float = 1.0  # also each actor's torch threads (rounded up)
+    gpus_per_actor: float = 0.0  # 1 on GPU machines: each actor owns a GPU
+    decode_cpus: float = 1.0  # per decoding task
+    object_store_bytes: int | None = None  # back-pressure budget for decoded clips; None: Ray Data's default
+
+    def __post_init__(self) -> None:
+        if self.actors < 1:
+            raise ValueError(f"--ray-actors {self.actors}: expected at least 1 encoder actor")
+        if self.cpus_per_actor <= 0 and self.gpus_per_actor <= 0:
+            raise ValueError("an encoder actor needs CPUs or a GPU")
+        if self.decode_cpus <= 0:
+            raise ValueError(f"decode_cpus={self.decode_cpus}: a decoding task needs some CPU")
+
+
+@dataclass
+class FinishedVideo:
+    """What an encoder actor hands back for one video: its per-kind arrays, ready for the writer."""
+
+    id: str
+    features: dict[str, Feature]
+    padded_frames: int
+    clips: int  # encoded (distinct) clips
+
+
+@dataclass
+class _Collected:
+    """An :class:`Extraction` output that keeps the results in the actor, to be returned with the batch."""
+
+    results: list[FinishedVideo | FailedItem] = field(default_factory=list)
+    summary: ExtractSummary = field(default_factory=ExtractSummary)
+    bar: tqdm = field(default_factory=lambda: tqdm(disable=True))
+    clips: dict[str, int] = field(default_factory=dict)
+
+    def finished(self, video_id: str, features: dict[str, Feature], padded_frames: int) -> None:
+        self.results.append(FinishedVideo(video_id, features, padded_frames, self.clips.pop(video_id)))
+
+    def failed(self, video_id: str, reason: str) -> None:
+        self.results.append(FailedItem(video_id, reason))
+
+
+def _decode(
+    batch: dict[str, np.ndarray], groups: list[list[VideoJob]], preset: Preset
+) -> dict[str, np.ndarray]:
+    """One source file's samples, decoded (a CPU task)."""
+    items = [item for group in batch["group"] for item in ClipSource(groups[group], preset)]
+    return {"item": np.array(items, dtype=object)}
+
+
+class _EncoderActor:
+    """Holds one copy of the encoder; each call encodes the clips of a batch of decoded items."""
+
+    def __init__(
+        self, encoder: FrozenEncoder, kinds: RunKinds, batch_size: int, device: str, threads: int
+    ) -> None:
+        torch.set_num_threads(threads)
+        self.encoder = encoder.to(device)  # Ray gave a GPU actor its own GPU as cuda:0
+        self.kinds, self.batch_size = kinds, batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        output = _Collected()
+        extraction = Extraction(output, self.encoder, self.kinds, None, show_predictions=False)
+        for item in batch["item"]:
+            if isinstance(item, ClipItem):
+                output.clips[item.id] = len(item.clips)
+            extraction.add(item, self.batch_size)
+        extraction.flush()
+        clips = [getattr(result, "clips", 0) for result in output.results]
+        # the call's encoder time, shared among its videos by their clips (sums to the call's time)
+        share = output.summary.encode_seconds / max(1, sum(clips))
+        return {"result": np.array(output.results, dtype=object), "encode_seconds": np.array(clips) * share}
+
+
+def extract_features_ray(
+    jobs: Sequence[VideoJob],
+    store: str | Path,
+    *,
+    encoder: FrozenEncoder,
+    preset: Preset,
+    dataset: str,
+    plan: RayPlan,
+    batch_size: int = 4,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    progress: bool = True,
+) -> ExtractSummary:
+    """:func:`~aqa_pipeline.extract.run.extract_features` for the scene kinds, on Ray (module docstring)."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be positive, got {batch_size}")
+    with prepared_run(
+        jobs, store, encoder=encoder, preset=preset, dataset=dataset, device="cpu", num_shards=num_shards,
+        shard_index=shard_index, limit=None, show_predictions=False, actors=None, progress=progress,
+    ) as run:  # fmt: skip
+        if not run.todo:
+            return run.output.summary
+        with ray_session(plan.address) as ray:
+            for result, seconds in _stream_results(
+                ray, run.todo, run.preset, encoder, run.kinds, plan, batch_size
+            ):
+                summary = run.output.summary
+                summary.encode_seconds += float(seconds)
+                if isinstance(result, FailedItem):
+                    run.output.failed(result.id, result.reason)
+                    continue
+                run.output.finished(result.id, result.features, result.padded_frames)
+                summary.clips += result.clips
+    return run.output.summary
+
+
+def _stream_results(ray, todo, preset, encoder, kinds, plan: RayPlan, batch_size: int):
+    """(result, encoder seconds) per video, as the pipeline finishes them (not in job order)."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the driver's tqdm bar counts written videos
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if plan.object_store_bytes is not None:
+        context.execution_options.resource_limits = context.execution_options.resource_limits.copy(
+            object_store_memory=plan.object_store_bytes
+        )
+    by_source: dict[str, list[VideoJob]] = defaultdict(list)
+    for job in todo:
+        by_source[job.path].append(job)
+    groups = list(by_source.values())
+    dataset = ray.data.from_items([{"group": i} for i in range(len(groups))], override_num_blocks=len(groups))
+    decoded = dataset.map_batches(
+        _decode, batch_size=1, fn_kwargs={"groups": groups, "preset": preset}, num_cpus=plan.decode_cpus
+    )
+    # an item holds at least one clip, so a call of batch_size items fills at least one forward pass
+    encoded = decoded.map_batches(
+        _EncoderActor,
+        batch_size=batch_size,
+        fn_constructor_kwargs={
+            "encoder": encoder,  # on the CPU here (prepared_run)
+            "kinds": kinds,
+            "batch_size": batch_size,
+            "device": "cuda" if plan.gpus_per_actor > 0 else "cpu",
+            "threads": max(1, int(np.ceil(plan.cpus_per_actor))),
+        },
+        concurrency=plan.actors,
+        num_cpus=plan.cpus_per_actor,
+        num_gpus=plan.gpus_per_actor,
+        max_restarts=-1,  # a dead actor is replaced ...
+        max_task_retries=-1,  # ... and its in-flight batch redone
+    )
+    for batch in encoded.iter_batches(batch_size=None, batch_format="numpy"):
+        yield from zip(batch["result"], batch["encode_seconds"], strict=True)
