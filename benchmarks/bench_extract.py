@@ -35,13 +35,8 @@ from torch.utils.data import DataLoader
 
 from aqa_pipeline.encoders.base import LoadedWeights
 from aqa_pipeline.encoders.i3d import I3DEncoder, InceptionI3d
-from aqa_pipeline.extract import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_WORKERS,
-    ClipSource,
-    extract_features,
-    jobs_from_paths,
-)
+from aqa_pipeline.extract import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, extract_features, jobs_from_paths
+from aqa_pipeline.extract.source import ClipSource
 from aqa_pipeline.video.decode import open_video, read_frames
 from aqa_pipeline.video.presets import get_preset
 

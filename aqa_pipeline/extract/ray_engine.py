@@ -186,8 +186,8 @@ def _stream_results(ray, todo, preset, encoder, kinds, plan: RayPlan, batch_size
         concurrency=plan.actors,
         num_cpus=plan.cpus_per_actor,
         num_gpus=plan.gpus_per_actor,
-        max_restarts=-1,  # a dead actor is replaced ...
-        max_task_retries=-1,  # ... and its in-flight batch redone
+        # Ray Data's actor pools replace a dead actor and redo its in-flight batch by default (max_restarts and
+        # max_task_retries -1); tests/test_extract_ray.py kills one to hold it to that
     )
     for batch in encoded.iter_batches(batch_size=None, batch_format="numpy"):
         yield from zip(batch["result"], batch["encode_seconds"], strict=True)
