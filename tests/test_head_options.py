@@ -99,13 +99,21 @@ def test_every_head_refuses_a_wrong_type_a_bad_range_and_an_unknown_name(name):
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
-        ("weight-score", {"query_init": "noise"}, "query_init='noise': expected one of 'learned', 'resample'"),
+        (
+            "weight-score",
+            {"query_init": "noise"},
+            "query_init='noise': expected one of 'learned', 'resample'",
+        ),
         ("gdlt", {"optimizer": "adagrad"}, "optimizer='adagrad': expected one of 'adam', 'sgd'"),
         ("mlp", {"test_window": "half"}, "test_window='half': expected 'full' or an integer, got text"),
         ("tsa", {"blocks": 4}, "blocks=4: must be ≤ 3"),
         ("core", {"regressor": "tree", "n_intervals": 12}, "n_intervals=12: the tree needs a power of two"),
         ("musdl", {"judge_range": [10.0, 0.0]}, "judge_range=\\[10.0, 0.0\\]: expected \\[low, high\\]"),
-        ("fspn", {"dims": [30, 64, 128]}, "dims=\\(30, 64, 128\\): must be 3 stage widths divisible by heads=8"),
+        (
+            "fspn",
+            {"dims": [30, 64, 128]},
+            "dims=\\(30, 64, 128\\): must be 3 stage widths divisible by heads=8",
+        ),
     ],
 )
 def test_choices_and_cross_option_checks_refuse_at_construction(name, options, message):
@@ -155,7 +163,9 @@ def test_a_model_saved_as_a_plain_dict_still_loads():
     head.fit(data, progress=False)
     state = head.state_dict()
     assert state["config"] == asdict(head.options) and isinstance(state["config"], dict)
-    old = {key: value for key, value in state["config"].items() if key not in ("patience", "standardise_inputs")}
+    old = {
+        key: value for key, value in state["config"].items() if key not in ("patience", "standardise_inputs")
+    }
     restored = get_head("mlp")()
     restored.load_state_dict({**state, "config": old})
     assert restored.options == head.options

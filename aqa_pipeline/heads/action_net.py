@@ -98,7 +98,9 @@ class ContextAttentionStream(nn.Module):
 
 
 class ActionNet(nn.Module):
-    def __init__(self, dims: dict[str, int], options: ActionNetHead.Options, y_low: float, y_high: float) -> None:
+    def __init__(
+        self, dims: dict[str, int], options: ActionNetHead.Options, y_low: float, y_high: float
+    ) -> None:
         super().__init__()
         self.streams = nn.ModuleDict(
             {
@@ -150,17 +152,22 @@ class ActionNetHead(TorchHead):
 
     @dataclass(frozen=True)
     class Options(TorchHead.Options):
-        static_role: str | None = "static"  # chosen: extra role holding per-frame crop features; absent = single stream
+        # chosen: extra role holding per-frame crop features; absent = single stream
+        static_role: str | None = "static"
         embed_dim: int = option(256, min=1)  # code
         attention_hidden: int = option(128, min=1)  # code
         fusion_hidden: int = option(128, min=1)  # code
         dropout: float = dropout_rate(0.5)  # code
-        graph: Literal["temporal", "feature"] = "temporal"  # code: fixed exp(-|i-j|) kernel; "feature" = paper Eq. 1 kNN kernel
+        # code: fixed exp(-|i-j|) kernel; "feature" = paper Eq. 1 kNN kernel
+        graph: Literal["temporal", "feature"] = "temporal"
         neighbours: int = option(5, min=1)  # chosen: K for graph="feature" (the paper leaves it open)
         window: int | None = 26  # code: dynamic clips per training window
-        test_window: Literal["full"] | int = "full"  # chosen: code uses the centre 26; the whole video is deterministic and complete
-        extra_windows: dict[str, int | Literal["aligned"] | None] = option({"static": 80})  # code: static frames per window
-        optimizer: Literal["adam", "sgd"] = "adam"  # chosen; "sgd" = code (momentum 0.9, wd 1e-4, output FC x5 lr, MultiStepLR)
+        # chosen: code uses the centre 26; the whole video is deterministic and complete
+        test_window: Literal["full"] | int = "full"
+        # code: static frames per window
+        extra_windows: dict[str, int | Literal["aligned"] | None] = option({"static": 80})
+        # chosen; "sgd" = code (momentum 0.9, wd 1e-4, output FC x5 lr, MultiStepLR)
+        optimizer: Literal["adam", "sgd"] = "adam"
         lr: float = 1e-3  # chosen for adam; code uses 0.01 with sgd (set it yourself with optimizer="sgd")
         batch_size: int = 32  # code
         epochs: int = 100  # chosen; code: 300-500 per apparatus with sgd

@@ -204,9 +204,7 @@ class TorchHead(Head):
         for epoch in bar:
             model.train()
             total, count = 0.0, 0
-            for batch in batcher.iterate(
-                batch_size=self.options.batch_size, train=True, generator=generator
-            ):
+            for batch in batcher.iterate(batch_size=self.options.batch_size, train=True, generator=generator):
                 batch = batch.to(self.device)
                 loss, _parts = self.loss(model, batch)
                 optimizer.zero_grad(set_to_none=True)

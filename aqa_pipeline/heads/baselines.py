@@ -138,7 +138,11 @@ class _SklearnPooledHead(Head):
         return Prediction(self.model_.predict(pool_sequences(data.x, self.options.pooling)))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"config": asdict(self.options), "model": asdict(self.model_), "best_params": self.best_params_}
+        return {
+            "config": asdict(self.options),
+            "model": asdict(self.model_),
+            "best_params": self.best_params_,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.options, self.best_params_ = self.parse_options(state["config"]), state["best_params"]

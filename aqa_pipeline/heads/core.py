@@ -81,7 +81,8 @@ class CoReHead(PooledInputHead, ContrastiveHead):
         hidden: int = option(256, min=1)  # code: first Linear(2049 -> 256) of the tree
         head_hidden: int = option(128, min=1)  # code (TPT's flat heads)
         lr: float = 1e-3  # code: regressor lr
-        batch_size: int = 32  # chosen: code MTL bs 1 x step_per_update 2 (end-to-end); on cached features 32 is 16x faster
+        # chosen: code MTL bs 1 x step_per_update 2 (end-to-end); on cached features 32 is 16x faster
+        batch_size: int = 32
         epochs: int = 100  # chosen: code 200; validation selection makes the tail unnecessary
 
         def __post_init__(self) -> None:

@@ -191,15 +191,18 @@ class FSPNHead(ContrastiveHead):
 
     @dataclass(frozen=True)
     class Options(ContrastiveHead.Options):
-        size: Literal["full", "small"] = "full"  # "full" = FSPN, "small" = FSPN-S [paper names; widths chosen, see SIZES]
-        dims: list[int] | None = option(None, min=1)  # override the preset's stage widths, e.g. (32, 64, 128) [chosen]
+        # "full" = FSPN, "small" = FSPN-S [paper names; widths chosen, see SIZES]
+        size: Literal["full", "small"] = "full"
+        # override the preset's stage widths, e.g. (32, 64, 128) [chosen]
+        dims: list[int] | None = option(None, min=1)
         blocks: int | None = option(None, min=1)  # override blocks per stage
         heads: int | None = option(None, min=1)  # override attention heads
         use_actor: bool = True  # False = the paper's ablation without the actor-centric stream
         actor_role: str = "actor"
         sub_actions: int = option(3, min=1)  # chosen (diving: take-off, flight, entry)
         parse_upsample: int = option(2, min=1)  # chosen: decoder doubles the temporal resolution once
-        parsing: Literal["monotone", "softmax"] = "monotone"  # chosen: ordered by construction; "softmax" = unordered
+        # chosen: ordered by construction; "softmax" = unordered
+        parsing: Literal["monotone", "softmax"] = "monotone"
         parse_sharpness: float = 10.0  # chosen: slope of the soft sub-action boundaries (in progress units)
         contrastive_weight: float = 0.1  # chosen
         contrastive_temperature: float = option(0.1, min=0, min_open=True)  # chosen
@@ -222,7 +225,11 @@ class FSPNHead(ContrastiveHead):
         def architecture(self) -> tuple[tuple[int, ...], int, int]:
             """Stage widths, blocks per stage and attention heads: the ``size`` preset's unless overridden."""
             preset = SIZES[self.size]
-            return tuple(self.dims or preset["dims"]), self.blocks or preset["blocks"], self.heads or preset["heads"]
+            return (
+                tuple(self.dims or preset["dims"]),
+                self.blocks or preset["blocks"],
+                self.heads or preset["heads"],
+            )
 
     options: Options
 

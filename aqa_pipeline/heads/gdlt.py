@@ -165,7 +165,8 @@ class GDLTHead(TorchHead):
         dropout: float = dropout_rate(0.3)  # code
         triplet_weight: float = option(1.0, min=0)  # code: alpha
         triplet_margin: float = option(1.0, min=0)  # code
-        input_norm: Literal["masked", "unmasked"] = "masked"  # chosen: "masked" BN statistics over real clips; "unmasked" = code (padding in)
+        # chosen: "masked" BN statistics over real clips; "unmasked" = code (padding in)
+        input_norm: Literal["masked", "unmasked"] = "masked"
         # chosen by 5-fold CV on the Fis-V training videos (1 seed, TES / PCS): Adam 1e-3 for 40 epochs 0.464 / 0.721
         # against the code's SGD 1e-2 (momentum 0.9) cut to 20 epochs 0.326 / 0.564, still rising there; the code's
         # 150-500 SGD epochs do not fit 5 minutes on 2 CPU cores. Faithful: --set optimizer=sgd --set lr=1e-2
@@ -173,7 +174,8 @@ class GDLTHead(TorchHead):
         lr: float = 1e-3
         momentum: float = option(0.9, min=0)  # code (optimizer="sgd" only)
         weight_decay: float = 1e-4  # code
-        lr_min_ratio: float = option(0.01, min=0, max=1)  # code: cosine annealing to lr × decay-rate 0.01, per epoch, no warm-up
+        # code: cosine annealing to lr × decay-rate 0.01, per epoch, no warm-up
+        lr_min_ratio: float = option(0.01, min=0, max=1)
         batch_size: int = 32  # code
         epochs: int = 40  # chosen (see optimizer): 3.3 min on 2 CPU cores for Fis-V (code: 150-500 on RG)
         window: int | None = 68  # code: clip_num 68 (RG); Fis-V value not in the repo
@@ -211,9 +213,7 @@ class GDLTHead(TorchHead):
                 weight_decay=options.weight_decay,
             )
         else:
-            optimizer = torch.optim.Adam(
-                model.parameters(), lr=options.lr, weight_decay=options.weight_decay
-            )
+            optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=max(int(options.epochs), 1), eta_min=options.lr * options.lr_min_ratio
         )

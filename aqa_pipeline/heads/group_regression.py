@@ -228,9 +228,11 @@ class ContrastiveHead(TorchHead):
     @dataclass(frozen=True)
     class Options(TorchHead.Options):
         n_intervals: int = option(16, min=1)  # code: RegressTree depth 5 -> 16 leaves
-        score_range: float | None = option(None, min=0, min_open=True)  # chosen: None = range of the training targets (CoRe hard-codes 30 MTL / 100 AQA-7)
+        # chosen: None = range of the training targets (CoRe hard-codes 30 MTL / 100 AQA-7)
+        score_range: float | None = option(None, min=0, min_open=True)
         n_exemplars: int = option(10, min=1)  # code: num_voting = 10
-        interval_loss: Literal["nll", "bce"] = "nll"  # code (CoRe/TPT): softmax NLL over intervals; "bce" = one-vs-rest (FSPN paper)
+        # code (CoRe/TPT): softmax NLL over intervals; "bce" = one-vs-rest (FSPN paper)
+        interval_loss: Literal["nll", "bce"] = "nll"
         exemplar_seed: int | None = None  # chosen: None = drawn from the fit seed; an int pins the test lists
 
     options: Options

@@ -100,7 +100,9 @@ def parse_options(options_type: type[Options], values: Mapping[str, Any], head: 
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise OptionError(f"head {head!r}: unknown option {key!r}; {hint}known: {', '.join(sorted(known))}")
+            raise OptionError(
+                f"head {head!r}: unknown option {key!r}; {hint}known: {', '.join(sorted(known))}"
+            )
     try:
         return options_type(**values)
     except OptionError as error:

@@ -31,9 +31,11 @@ class StackHead(Head):
     @dataclass(frozen=True)
     class Options(Head.Options):
         members: str = "ridge,mlp"  # chosen: any heads without extra feature kinds
-        member_options: dict[str, dict[str, Any]] = option({})  # head name → its options, e.g. {"weight-score": {"epochs": 10}}
+        # head name → its options, e.g. {"weight-score": {"epochs": 10}}
+        member_options: dict[str, dict[str, Any]] = option({})
         inner_folds: int = option(5, min=2)  # chosen: out-of-fold predictions for the blend
-        val_fraction: float = option(0.15, min=0, max=0.5)  # members that select epochs hold out this share of their training part
+        # members that select epochs hold out this share of their training part
+        val_fraction: float = option(0.15, min=0, max=0.5)
 
         def __post_init__(self) -> None:
             super().__post_init__()
@@ -44,7 +46,9 @@ class StackHead(Head):
                 )
             for name in self.names():
                 if get_head(name).required_roles:
-                    raise OptionError(f"option members: {name} needs extra feature kinds {get_head(name).required_roles}")
+                    raise OptionError(
+                        f"option members: {name} needs extra feature kinds {get_head(name).required_roles}"
+                    )
                 self.member(name)  # the members' options checked now, before any data
 
         def names(self) -> list[str]:
@@ -78,9 +82,7 @@ class StackHead(Head):
 
     def out_of_fold(self, train: SequenceData, seed: int, **options) -> np.ndarray:
         """(videos, members) predictions, each made by a member that did not train on that video."""
-        folds = np.array_split(
-            np.random.default_rng(seed).permutation(len(train)), self.options.inner_folds
-        )
+        folds = np.array_split(np.random.default_rng(seed).permutation(len(train)), self.options.inner_folds)
         predictions = np.zeros((len(train), len(self.names)))
         for held in folds:
             rest = np.setdiff1d(np.arange(len(train)), held)

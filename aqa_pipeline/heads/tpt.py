@@ -188,14 +188,19 @@ class TPTHead(ContrastiveHead):
         d_ffn: int = option(512, min=1)  # code
         queries: int = option(5, min=1)  # code (current README; K=7 with margin 2 in earlier commits)
         layers: int = option(2, min=1)  # code
-        self_attention_heads: int = option(8, min=1)  # code: query self-attention in layer 1 only, after the FFN
+        # code: query self-attention in layer 1 only, after the FFN
+        self_attention_heads: int = option(8, min=1)
         temperature: float = option(0.07, min=0, min_open=True)  # code: learnable τ per layer, initial value
         dropout: float = dropout_rate(0.1)  # code
         margin: float = 3.2  # code: ranking margin for T = 20 clips
-        margin_clips: int | None = option(20, min=1)  # code/paper: the clip count the margin was tuned for; None = no rescaling
-        positional: Literal["none", "sinusoidal"] = "none"  # code: none; "sinusoidal" adds relative-position sinusoids to the keys (ours)
-        part_identity: bool = False  # code: False; True adds query k's embedding to part k before the pair encoder
-        segments: int | None = option(20, min=1)  # chosen: pool each video into 20 segments (paper's T); None = decode the clips
+        # code/paper: the clip count the margin was tuned for; None = no rescaling
+        margin_clips: int | None = option(20, min=1)
+        # code: none; "sinusoidal" adds relative-position sinusoids to the keys (ours)
+        positional: Literal["none", "sinusoidal"] = "none"
+        # code: False; True adds query k's embedding to part k before the pair encoder
+        part_identity: bool = False
+        # chosen: pool each video into 20 segments (paper's T); None = decode the clips
+        segments: int | None = option(20, min=1)
         rank_weight: float = 1.0  # code
         sparsity_weight: float = 0.05  # code
         regressor_hidden: int = option(128, min=1)  # code

@@ -230,31 +230,45 @@ class TSAHead(TorchHead):
 
     @dataclass(frozen=True)
     class Options(TorchHead.Options):
-        variant: Literal["mid", "light"] = "mid"  # "mid": maps at map_endpoint + I3D tail [paper/code]; "light": Mixed_5c maps [chosen]
-        map_endpoint: str = "MaxPool3d_4a_3x3"  # code: TSA_pos = 7 (480 ch, 4×14×14 per clip); "Mixed_4e" also works
-        form: Literal["paper", "code"] = "paper"  # "paper": θ/φ + 1/N dot product; "code": softmax(XᵀX), no θ/φ [code]
+        # "mid": maps at map_endpoint + I3D tail [paper/code]; "light": Mixed_5c maps [chosen]
+        variant: Literal["mid", "light"] = "mid"
+        # code: TSA_pos = 7 (480 ch, 4×14×14 per clip); "Mixed_4e" also works
+        map_endpoint: str = "MaxPool3d_4a_3x3"
+        # "paper": θ/φ + 1/N dot product; "code": softmax(XᵀX), no θ/φ [code]
+        form: Literal["paper", "code"] = "paper"
         blocks: int = option(1, min=1, max=3)  # paper: N = 1–3 stacked modules; the released code uses 1
-        inter_channels: int | None = option(None, min=1)  # θ/φ/g width for form "paper" (None = C/2, the non-local default) [chosen]
-        i3d_weights: str | None = "kinetics400"  # stage 2 initialisation [paper]; a path, or None for random (tests)
-        finetune_i3d: bool = True  # paper/code train the I3D above TSA; False = frozen stage 2 (cheaper) [chosen switch]
-        output: Literal["usdl", "classification", "regression"] = "usdl"  # paper (MTL-AQA, AQA-7): USDL; "classification" = FR-FS BCE [code]; "regression" (MSE)
+        # θ/φ/g width for form "paper" (None = C/2, the non-local default) [chosen]
+        inter_channels: int | None = option(None, min=1)
+        # stage 2 initialisation [paper]; a path, or None for random (tests)
+        i3d_weights: str | None = "kinetics400"
+        # paper/code train the I3D above TSA; False = frozen stage 2 (cheaper) [chosen switch]
+        finetune_i3d: bool = True
+        # paper (MTL-AQA, AQA-7): USDL; "classification" = FR-FS BCE [code]; "regression" (MSE)
+        output: Literal["usdl", "classification", "regression"] = "usdl"
         usdl_bins: int = option(101, min=2)  # code (USDL, MTL-AQA)
         usdl_sigma: float = option(5.0, min=0, min_open=True)  # code: Gaussian std in bin units
-        usdl_kl: Literal["mean", "batchmean"] = "mean"  # code: KLDivLoss default element-wise mean; "batchmean" is the textbook KL
-        usdl_decode: Literal["expectation", "argmax"] = "expectation"  # chosen (avoids argmax ties); "argmax" = code
+        # code: KLDivLoss default element-wise mean; "batchmean" is the textbook KL
+        usdl_kl: Literal["mean", "batchmean"] = "mean"
+        # chosen (avoids argmax ties); "argmax" = code
+        usdl_decode: Literal["expectation", "argmax"] = "expectation"
         dropout: float = dropout_rate(0.0)  # code: none in the MLP
         epochs: int = 20  # code (FR-FS)
         batch_size: int = 4  # code (FR-FS)
         lr: float = 1e-4  # code
         weight_decay: float = 1e-5  # code
-        extra_windows: dict[str, int | Literal["aligned"] | None] = option({TUBE: "aligned"})  # the tube must cover the same clips as the maps
-        mask_geometry: Literal["tsa_fullframe", "crop_aware"] = "tsa_fullframe"  # code: full frame onto the grid; "crop_aware": what I3D saw [chosen option]
-        mask_tau: float | None = option(None, min=0, max=1)  # code: any coverage; a float = minimum covered share of a cell (the paper's τ)
+        # the tube must cover the same clips as the maps
+        extra_windows: dict[str, int | Literal["aligned"] | None] = option({TUBE: "aligned"})
+        # code: full frame onto the grid; "crop_aware": what I3D saw [chosen option]
+        mask_geometry: Literal["tsa_fullframe", "crop_aware"] = "tsa_fullframe"
+        # code: any coverage; a float = minimum covered share of a cell (the paper's τ)
+        mask_tau: float | None = option(None, min=0, max=1)
 
     options: Options
 
     @classmethod
-    def adapt_inputs(cls, data: SequenceData, source, *, primary: str, options: TSAHead.Options) -> SequenceData:
+    def adapt_inputs(
+        cls, data: SequenceData, source, *, primary: str, options: TSAHead.Options
+    ) -> SequenceData:
         """Per-frame boxes from the store (kind ``boxes``) → per-clip tube masks on the maps' grid.
 
         Box rows are (F, 4) xyxy, (F, 5) with a score, or (F, 8) polygons at the source-video frame indices in
@@ -348,9 +362,7 @@ class TSAHead(TorchHead):
 
     def configure_optimizer(self, model: nn.Module):
         trainable = [p for p in model.parameters() if p.requires_grad]
-        return torch.optim.Adam(
-            trainable, lr=self.options.lr, weight_decay=self.options.weight_decay
-        ), None
+        return torch.optim.Adam(trainable, lr=self.options.lr, weight_decay=self.options.weight_decay), None
 
     # -- forward, loss, prediction ------------------------------------------------------------------------------
     def _forward(self, model: TSANet, batch: Batch):

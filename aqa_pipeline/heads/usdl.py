@@ -109,13 +109,16 @@ class MUSDLHead(USDLHead):
         bins: int = 21  # code (0–10 in steps of 0.5)
         judge_range: list[float] = option([0.0, 10.0])  # code (diving judges)
         sigma_bins: float = 5.0  # code (the same --std 5, i.e. 2.5 points)
-        rule: Literal["diving", "mean"] = "diving"  # code: middle three of seven, × DD; "mean": average judge × number of judges
+        # code: middle three of seven, × DD; "mean": average judge × number of judges
+        rule: Literal["diving", "mean"] = "diving"
         weight_decay: float = 1e-5  # code (MUSDL)
 
         def __post_init__(self) -> None:
             super().__post_init__()
             if len(self.judge_range) != 2 or self.judge_range[0] >= self.judge_range[1]:
-                raise OptionError(f"option judge_range={self.judge_range!r}: expected [low, high] with low < high")
+                raise OptionError(
+                    f"option judge_range={self.judge_range!r}: expected [low, high] with low < high"
+                )
 
     options: Options
 

@@ -130,9 +130,7 @@ class WeightScoreModel(nn.Module):
         self.queries = nn.Parameter(torch.randn(q_number, d_model) * self.query_std)
         self.register_buffer("position", sinusoidal_encoding(q_number, d_model))
         self.layers = nn.ModuleList(
-            PreNormDecoderLayer(
-                d_model, n_head, options.ffn or d_model, options.dropout, options.residual
-            )
+            PreNormDecoderLayer(d_model, n_head, options.ffn or d_model, options.dropout, options.residual)
             for _ in range(options.n_layers)
         )
         self.norm = nn.LayerNorm(d_model)
@@ -196,29 +194,39 @@ class WeightScoreHead(TorchHead):
 
     @dataclass(frozen=True)
     class Options(TorchHead.Options):
-        q_number: int = option(136, min=1)  # code (Fis-V; RG 68, LOGO 48): one query per position of the train window
-        window: int | None = 136  # code (Fis-V): random contiguous crop; keep equal to q_number as the code does
-        test_window: Literal["full"] | int = "full"  # chosen: whole video, deterministic (code: random 136-clip crop at test too)
+        # code (Fis-V; RG 68, LOGO 48): one query per position of the train window
+        q_number: int = option(136, min=1)
+        # code (Fis-V): random contiguous crop; keep equal to q_number as the code does
+        window: int | None = 136
+        # chosen: whole video, deterministic (code: random 136-clip crop at test too)
+        test_window: Literal["full"] | int = "full"
         # chosen: a 1024→128 projection first (CPU budget: 20 epochs in < 5 min on 2 cores); None = code: the
         # raw clip features (1024 for VST), ~8× slower
         d_model: int | None = option(128, min=1)
-        input_norm: Literal["standardise", "none"] = "standardise"  # chosen (module docstring); "none" = code: raw features
+        # chosen (module docstring); "none" = code: raw features
+        input_norm: Literal["standardise", "none"] = "standardise"
         n_head: int = option(4, min=1)  # code
-        ffn: int | None = option(None, min=1)  # None = d_model, the code's ratio (1024 at its width 1024); 1024 at d_model=128 is 1.8x slower
+        # None = d_model, the code's ratio (1024 at its width 1024); 1024 at d_model=128 is 1.8x slower
+        ffn: int | None = option(None, min=1)
         dropout: float = dropout_rate(0.7)  # code
         n_layers: int = option(2, min=1)  # code
-        query_init: Literal["learned", "resample"] = "learned"  # chosen: deterministic; "resample" = code (fresh noise every forward)
-        query_std: float = option(5.0, min=0)  # code (Fis-V; RG 2, LOGO 0.5), named "variance" there but used as the std
-        residual: Literal["standard", "code"] = "standard"  # chosen: usual pre-norm residual; "code" drops it after self-attention
+        # chosen: deterministic; "resample" = code (fresh noise every forward)
+        query_init: Literal["learned", "resample"] = "learned"
+        # code (Fis-V; RG 2, LOGO 0.5), named "variance" there but used as the std
+        query_std: float = option(5.0, min=0)
+        # chosen: usual pre-norm residual; "code" drops it after self-attention
+        residual: Literal["standard", "code"] = "standard"
         attention_loss_weight: float = option(1.0, min=0)  # code
         # chosen: "mean" divides by B × Q. "sum" = code (over videos × rows × layers): on Fis-V it outweighs the
         # MSE ~70× at the start and the score is not learned (CV fold 0: ρ 0.12 against 0.39 with "mean")
         attention_loss_reduction: Literal["mean", "sum"] = "mean"
-        prediction_noise: float = option(0.05, min=0)  # code (dino_loss, RG/Fis-V): N(0, σ²) added to ŷ before the MSE
+        # code (dino_loss, RG/Fis-V): N(0, σ²) added to ŷ before the MSE
+        prediction_noise: float = option(0.05, min=0)
         lr: float = 1e-3  # chosen: 20 epochs are 180-260 steps on Fis-V (code: 1e-4 for 400 steps, then 1e-5)
         weight_decay: float = 1e-5  # code
         batch_size: int = 32  # code (Fis-V)
-        lr_schedule: Literal["cosine", "step_per_iteration", "none"] = "cosine"  # chosen; "step_per_iteration" = code's StepLR stepped every iteration
+        # chosen; "step_per_iteration" = code's StepLR stepped every iteration
+        lr_schedule: Literal["cosine", "step_per_iteration", "none"] = "cosine"
         lr_step: int = option(400, min=1)  # code: StepLR step (iterations) for "step_per_iteration"
         lr_gamma: float = 0.1  # code
         epochs: int = 20  # chosen: CPU budget (code: 1000 nominal, but LR ≤ 1e-7 after ~160 RG epochs)
@@ -259,9 +267,7 @@ class WeightScoreHead(TorchHead):
                 optimizer, T_max=max(int(options.epochs), 1)
             )
         elif options.lr_schedule == "step_per_iteration":
-            scheduler = torch.optim.lr_scheduler.StepLR(
-                optimizer, options.lr_step, gamma=options.lr_gamma
-            )
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, options.lr_step, gamma=options.lr_gamma)
             scheduler.per_iteration = True
         else:
             scheduler = None
