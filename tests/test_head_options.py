@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
@@ -38,14 +39,14 @@ class LongerToy(Toy):
         ({"lr": float("nan")}, "NaN is not allowed"),
         ({"window": "x"}, "window='x': expected an integer or null, got text"),
         ({"grid": 3}, "grid=3: expected a list"),
-        ({"grid": [1, "x"]}, "expected a list, each an integer"),
+        ({"grid": [1, "x"]}, "grid=[1, 'x']: item 1: expected an integer, got text"),
         ({"mode": "c"}, "expected one of 'a', 'b'"),
         ({"flag": 1}, "expected true/false"),
         ({"lrr": 1}, "unknown option 'lrr'; did you mean 'lr'?"),
     ],
 )
 def test_bad_values_name_the_option(options, message):
-    with pytest.raises(OptionError, match=message.replace("(", r"\(").replace("?", r"\?")) as error:
+    with pytest.raises(OptionError, match=re.escape(message)) as error:
         parse_options(Toy, options, "toy")
     assert str(error.value).startswith("head 'toy': ") and "\n" not in str(error.value)
 
@@ -108,16 +109,16 @@ def test_every_head_refuses_a_wrong_type_a_bad_range_and_an_unknown_name(name):
         ("mlp", {"test_window": "half"}, "test_window='half': expected 'full' or an integer, got text"),
         ("tsa", {"blocks": 4}, "blocks=4: must be ≤ 3"),
         ("core", {"regressor": "tree", "n_intervals": 12}, "n_intervals=12: the tree needs a power of two"),
-        ("musdl", {"judge_range": [10.0, 0.0]}, "judge_range=\\[10.0, 0.0\\]: expected \\[low, high\\]"),
+        ("musdl", {"judge_range": [10.0, 0.0]}, "judge_range=[10.0, 0.0]: expected [low, high]"),
         (
             "fspn",
             {"dims": [30, 64, 128]},
-            "dims=\\(30, 64, 128\\): must be 3 stage widths divisible by heads=8",
+            "dims=[30, 64, 128]: must be 3 stage widths divisible by heads=8",
         ),
     ],
 )
 def test_choices_and_cross_option_checks_refuse_at_construction(name, options, message):
-    with pytest.raises(OptionError, match=message):
+    with pytest.raises(OptionError, match=re.escape(message)):
         get_head(name)(**options)
 
 

@@ -1,9 +1,10 @@
 """What a scoring head is, and the training loop every neural head shares.
 
 A head follows scikit-learn's small API: ``fit(train, val)`` then ``predict(data)``, with its hyper-parameters in
-``self.options`` (a frozen dataclass, ``Options``, declaring each option's type, range and default). Neural heads subclass ``TorchHead`` and only say
-how to build the module, its loss, and how to predict a batch; the loop (windows, optimiser, epoch selection on the
-validation set, determinism, progress bar) lives here once.
+``self.options`` (an instance of the head's frozen dataclass ``Options``, which declares each option's type, range
+and default). Neural heads subclass ``TorchHead`` and only say how to build the module, its loss, and how to
+predict a batch; the loop (windows, optimiser, epoch selection on the validation set, determinism, progress bar)
+lives here once.
 
 Model selection only ever looks at ``val``. The framework decides what ``val`` is: a split carved from train by
 default, the test split only under the clearly labelled paper protocol.

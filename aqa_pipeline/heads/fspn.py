@@ -220,7 +220,9 @@ class FSPNHead(ContrastiveHead):
             super().__post_init__()
             dims, _blocks, heads = self.architecture()
             if len(dims) != 3 or any(d % heads for d in dims):
-                raise OptionError(f"option dims={dims}: must be 3 stage widths divisible by heads={heads}")
+                raise OptionError(
+                    f"option dims={list(dims)}: must be 3 stage widths divisible by heads={heads}"
+                )
 
         def architecture(self) -> tuple[tuple[int, ...], int, int]:
             """Stage widths, blocks per stage and attention heads: the ``size`` preset's unless overridden."""

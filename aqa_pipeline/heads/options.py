@@ -1,11 +1,11 @@
 """Typed head options, checked before any data is loaded.
 
-Each head declares its options as one frozen dataclass (``Head.Options``): the field annotations say each
-option's type (``int``, ``float`` (integers accepted), ``bool``, ``str``, ``X | None``, ``list[...]``,
-``dict[...]``, ``Literal[...]`` for choices), :func:`option` adds a range (kept by a subclass that only changes the default), and ``__post_init__`` checks what
-involves several options. Constructing one checks every field, so no head sees a value it was not declared to take;
-:func:`parse_options` turns the JSON-ish mapping of ``--set`` / ``--config`` into one, with a "did you mean" for
-unknown names.
+Each head declares its options as one frozen dataclass (``Head.Options``): the field annotations say each option's
+type (``int``, ``float`` (integers accepted), ``bool`` (not numbers), ``str``, ``X | None``, ``list[...]``,
+``dict[...]``, ``Literal[...]`` for choices), :func:`option` adds a range (kept by a subclass that only changes
+the default), and ``__post_init__`` checks what involves several options. Constructing one checks every field, so
+no head sees a value it was not declared to take; :func:`parse_options` turns the JSON-ish mapping of ``--set`` /
+``--config`` (or a saved model's) into one, with a "did you mean" for unknown names.
 """
 
 from __future__ import annotations
@@ -90,10 +90,10 @@ class HeadOptions:
                 raise OptionError(f"option {field.name}={value!r}: {problem}")
 
 
-Options = TypeVar("Options", bound=HeadOptions)
+OptionsT = TypeVar("OptionsT", bound=HeadOptions)
 
 
-def parse_options(options_type: type[Options], values: Mapping[str, Any], head: str) -> Options:
+def parse_options(options_type: type[OptionsT], values: Mapping[str, Any], head: str) -> OptionsT:
     """``values`` (a subset of the options, JSON-ish) over the defaults; ``OptionError`` names the first bad one."""
     known = [field.name for field in dataclasses.fields(options_type)]
     for key in values:
@@ -129,8 +129,9 @@ def _problem(value: Any, hint: Any) -> str | None:
     """Why ``value`` is not of type ``hint``, or None when it is."""
     if _matches(value, hint):
         return None
-    if typing.get_origin(hint) in (list, dict) and isinstance(value, (list, tuple, dict)):
-        return f"expected {_describe(hint)}"
+    container = _container(value, hint)
+    if container is not None:
+        return _item_problem(value, typing.get_args(container)[-1])
     members = _members(hint)
     if all(typing.get_origin(m) is Literal for m in members):
         return f"expected one of {', '.join(repr(c) for m in members for c in typing.get_args(m))}"
@@ -158,6 +159,19 @@ def _matches(value: Any, hint: Any) -> bool:
     return isinstance(value, hint)
 
 
+def _container(value: Any, hint: Any) -> Any:
+    """The ``list[...]`` or ``dict[...]`` member of ``hint`` of ``value``'s kind, or None."""
+    kind = list if isinstance(value, (list, tuple)) else dict if isinstance(value, dict) else None
+    return next((m for m in _members(hint) if kind and typing.get_origin(m) is kind), None)
+
+
+def _item_problem(value: list | tuple | dict, item_hint: Any) -> str:
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    return next(
+        f"item {key!r}: {_problem(item, item_hint)}" for key, item in items if not _matches(item, item_hint)
+    )
+
+
 def _members(hint: Any) -> tuple[Any, ...]:
     return typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else (hint,)
 
@@ -166,10 +180,8 @@ def _describe(hint: Any) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is Literal:
         return " or ".join(map(repr, args))
-    if origin is list:
-        return f"a list, each {_describe(args[0])}"
-    if origin is dict:
-        return "a mapping"
+    if origin in (list, dict):
+        return TYPE_NAMES[origin]
     if origin in (types.UnionType, typing.Union):
         return " or ".join(_describe(member) for member in args)
     return TYPE_NAMES.get(hint, getattr(hint, "__name__", str(hint)))
