@@ -72,8 +72,8 @@ def main(store: Path, target: str, heads: str, epochs: int, threads: int, option
             if head_name == name:
                 overrides[key] = json.loads(value) if value not in ("None", "none") else None
         head_cls = get_head(name)
-        full_epochs = int({**head_cls.all_defaults(), **overrides}["epochs"])
-        eval_every = int({**head_cls.all_defaults(), **overrides}["eval_every"])
+        resolved = head_cls.parse_options(overrides)
+        full_epochs, eval_every = resolved.epochs, resolved.eval_every
         head_cls(**{**overrides, "epochs": 1}).fit(
             train.subset(range(20)), val, progress=False
         )  # warm-up: imports

@@ -62,7 +62,7 @@ def measure(
     if videos:  # time a subset; an epoch's cost is linear in the number of videos, so scale back up
         data = data.subset(range(min(videos, full_size)))
     head_cls = get_head(head_name)
-    default_epochs = options.get("epochs", head_cls.all_defaults()["epochs"])
+    default_epochs = options.get("epochs", head_cls.Options().epochs)
     head = head_cls(**{**options, "epochs": epochs, "selection": "last"})
     started, cpu_started = time.perf_counter(), time.process_time()
     head.fit(data, None, seed=0, progress=False)

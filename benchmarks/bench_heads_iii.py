@@ -106,7 +106,7 @@ def _time_epoch(name: str, data: SequenceData, config: dict) -> tuple[float, flo
     optimizer, _ = head.configure_optimizer(model)
     model.train()
     batches = list(
-        head.batcher(data).iterate(batch_size=head.config["batch_size"], train=True, generator=generator)
+        head.batcher(data).iterate(batch_size=head.options.batch_size, train=True, generator=generator)
     )
     started, cpu_started = time.perf_counter(), time.process_time()
     for batch in batches:

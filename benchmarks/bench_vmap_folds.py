@@ -31,7 +31,7 @@ class _WeightScorePrediction(nn.Module):
         from aqa_pipeline.heads.registry import get_head
         from aqa_pipeline.heads.weight_score import WeightScoreModel
 
-        self.inner = WeightScoreModel(1024, {**get_head("weight-score").all_defaults(), "dropout": 0.0})
+        self.inner = WeightScoreModel(1024, get_head("weight-score").parse_options({"dropout": 0.0}))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(x, torch.ones(x.shape[:2], dtype=torch.bool))["prediction"]

@@ -154,7 +154,7 @@ def test_padded_dive_boxes_line_up_with_the_clips_for_tsa(tmp_path, data_dir, i3
     boxes, times = fs.features["boxes"][0], fs.times["boxes"][0]
     assert boxes.shape == (103, 5) and times.tolist() == list(range(21)) + [20] * 82
     assert (boxes[21:] == boxes[20]).all()
-    data = TSAHead.adapt_inputs(_sequences(fs), fs, primary="i3d_maps", config=TSAHead.all_defaults())
+    data = TSAHead.adapt_inputs(_sequences(fs), fs, primary="i3d_maps", options=TSAHead.Options())
     tube = data.extra["tube"][0]
     assert tube.shape == (10, 4, 4, 4) and tube.any()  # (clips, t steps, grid, grid) on the 64-px maps
 

@@ -39,8 +39,7 @@ def test_masked_batch_norm_uses_real_clips_only():
 
 
 def test_likert_score_hand_case():
-    config = {**get_head("gdlt").all_defaults(), **SMALL}
-    model = GDLTModel(32, config).eval()
+    model = GDLTModel(32, get_head("gdlt").parse_options(SMALL)).eval()
     with torch.no_grad():
         model.grade_logit.weight.zero_()
         model.grade_logit.bias.copy_(torch.tensor([0.0, 1.0, -1.0, 2.0]))

@@ -23,7 +23,7 @@ def fits(monkeypatch):
     original = head_cls.fit
 
     def spy(self, train, val=None, **options):
-        calls.append((len(train), val is not None, int(self.config["epochs"])))
+        calls.append((len(train), val is not None, self.options.epochs))
         return original(self, train, val, **options)
 
     monkeypatch.setattr(head_cls, "fit", spy)

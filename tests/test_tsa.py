@@ -173,7 +173,7 @@ def test_boxes_from_the_store_become_per_clip_tube_masks():
         ["v"], source.features["i3d_maps"], np.zeros(1), extra={"tube": source.features["boxes"]}
     )
     head = get_head("tsa")
-    tube = head.adapt_inputs(data, source, primary="i3d_maps", config=head.all_defaults()).extra["tube"][0]
+    tube = head.adapt_inputs(data, source, primary="i3d_maps", options=head.Options()).extra["tube"][0]
     assert tube.shape == (2, 4, 14, 14)
     assert tube[0, :, :, :7].all() and not tube[0, :, :, 7:].any()
     assert tube[1, :, :, 7:].all() and not tube[1, :, :, :7].any()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import asdict
 
 import numpy as np
 import optuna
@@ -54,7 +55,7 @@ def test_a_trial_at_each_extreme_of_the_space_builds_and_trains(name, extreme):
     pick = 0 if extreme == "low" else -1
     options = {key: dim.extremes()[pick] for key, dim in head_cls.search_space.items()}
     for key, dim in head_cls.search_space.items():
-        assert key in head_cls.all_defaults(), f"{name}: {key} is searched but is no option"
+        assert key in asdict(head_cls.Options()), f"{name}: {key} is searched but is no option"
         assert isinstance(dim, (Real, Integer, OneOf))
     head = head_cls(**{**options, "epochs": 1})
     train, val = _clips(12), _clips(6, seed=1)

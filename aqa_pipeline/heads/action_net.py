@@ -18,12 +18,14 @@ already normalised, so for min-max units this is the identity).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 from aqa_pipeline.heads.base import TorchHead
+from aqa_pipeline.heads.options import dropout_rate, option
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.heads.search import OPTIMISER_SPACE, Dimension, Integer, OneOf, Real
 from aqa_pipeline.train.data import Batch, SequenceData
@@ -96,26 +98,28 @@ class ContextAttentionStream(nn.Module):
 
 
 class ActionNet(nn.Module):
-    def __init__(self, dims: dict[str, int], config: dict[str, Any], y_low: float, y_high: float) -> None:
+    def __init__(
+        self, dims: dict[str, int], options: ActionNetHead.Options, y_low: float, y_high: float
+    ) -> None:
         super().__init__()
         self.streams = nn.ModuleDict(
             {
                 role: ContextAttentionStream(
                     dim,
-                    config["embed_dim"],
-                    config["attention_hidden"],
-                    config["graph"],
-                    config["neighbours"],
+                    options.embed_dim,
+                    options.attention_hidden,
+                    options.graph,
+                    options.neighbours,
                 )
                 for role, dim in dims.items()
             }
         )
         self.fusion = nn.Sequential(
-            nn.Linear(2 * config["embed_dim"] * len(dims), config["fusion_hidden"]),
+            nn.Linear(2 * options.embed_dim * len(dims), options.fusion_hidden),
             nn.ReLU(),
-            nn.Dropout(config["dropout"]),
+            nn.Dropout(options.dropout),
         )
-        self.output = nn.Linear(config["fusion_hidden"], 1)
+        self.output = nn.Linear(options.fusion_hidden, 1)
         self.register_buffer("y_range", torch.tensor([y_low, y_high], dtype=torch.float32))
         for module in self.modules():
             if isinstance(module, nn.Linear):  # code: Xavier init
@@ -145,48 +149,52 @@ class ActionNetHead(TorchHead):
         "window": OneOf((16, 26, 52)),
         "epochs": Integer(20, 100),
     }
-    defaults: ClassVar[dict[str, Any]] = {
-        "static_role": "static",  # chosen: extra role holding per-frame crop features; absent = single stream
-        "embed_dim": 256,  # code
-        "attention_hidden": 128,  # code
-        "fusion_hidden": 128,  # code
-        "dropout": 0.5,  # code
-        "graph": "temporal",  # code: fixed exp(-|i-j|) kernel; "feature" = paper Eq. 1 kNN kernel
-        "neighbours": 5,  # chosen: K for graph="feature" (the paper leaves it open)
-        "window": 26,  # code: dynamic clips per training window
-        "test_window": "full",  # chosen: code uses the centre 26; the whole video is deterministic and complete
-        "extra_windows": {"static": 80},  # code: static frames per window
-        "optimizer": "adam",  # chosen; "sgd" = code (momentum 0.9, wd 1e-4, output FC x5 lr, MultiStepLR)
-        "lr": 1e-3,  # chosen for adam; code uses 0.01 with sgd (set it yourself with optimizer="sgd")
-        "batch_size": 32,  # code
-        "epochs": 100,  # chosen; code: 300-500 per apparatus with sgd
-    }
+
+    @dataclass(frozen=True)
+    class Options(TorchHead.Options):
+        # chosen: extra role holding per-frame crop features; absent = single stream
+        static_role: str | None = "static"
+        embed_dim: int = option(256, min=1)  # code
+        attention_hidden: int = option(128, min=1)  # code
+        fusion_hidden: int = option(128, min=1)  # code
+        dropout: float = dropout_rate(0.5)  # code
+        # code: fixed exp(-|i-j|) kernel; "feature" = paper Eq. 1 kNN kernel
+        graph: Literal["temporal", "feature"] = "temporal"
+        neighbours: int = option(5, min=1)  # chosen: K for graph="feature" (the paper leaves it open)
+        window: int | None = 26  # code: dynamic clips per training window
+        # chosen: code uses the centre 26; the whole video is deterministic and complete
+        test_window: Literal["full"] | int = "full"
+        # code: static frames per window
+        extra_windows: dict[str, int | Literal["aligned"] | None] = option({"static": 80})
+        # chosen; "sgd" = code (momentum 0.9, wd 1e-4, output FC x5 lr, MultiStepLR)
+        optimizer: Literal["adam", "sgd"] = "adam"
+        lr: float = 1e-3  # chosen for adam; code uses 0.01 with sgd (set it yourself with optimizer="sgd")
+        batch_size: int = 32  # code
+        epochs: int = 100  # chosen; code: 300-500 per apparatus with sgd
+
+    options: Options
 
     @property
     def clip_axes(self) -> dict[str, int | tuple[int, str]]:
-        return {"attention": 0, "static_attention": (0, self.config["static_role"])}
+        return {"attention": 0, "static_attention": (0, self.options.static_role)}
 
     def build(self, train: SequenceData) -> nn.Module:
         if len(train.dim) != 1:
             raise ValueError(f"action-net needs (T, D) clip features, got per-clip shape {train.dim}")
         dims = {"dynamic": train.dim[0]}
-        static = self.config["static_role"]
+        static = self.options.static_role
         if static and static in train.extra:
             shape = train.extra[static][0].shape
             if len(shape) != 2:
                 raise ValueError(f"action-net: extra {static!r} must be (T, D) per video, got {shape}")
             dims["static"] = shape[1]
         y = torch.as_tensor(train.y, dtype=torch.float32)
-        return ActionNet(dims, self.config, float(y.min()), float(y.max()))
+        return ActionNet(dims, self.options, float(y.min()), float(y.max()))
 
     def configure_optimizer(self, model: nn.Module):
-        if self.config["optimizer"] == "adam":
+        if self.options.optimizer == "adam":
             return super().configure_optimizer(model)
-        if self.config["optimizer"] != "sgd":
-            raise ValueError(
-                f"action-net: optimizer must be 'adam' or 'sgd', got {self.config['optimizer']!r}"
-            )
-        lr, epochs = self.config["lr"], int(self.config["epochs"])
+        lr, epochs = self.options.lr, int(self.options.epochs)
         output = list(model.output.parameters())
         output_ids = {id(p) for p in output}
         rest = [p for p in model.parameters() if id(p) not in output_ids]
@@ -199,7 +207,7 @@ class ActionNetHead(TorchHead):
     def _inputs(self, model: nn.Module, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         inputs = {"dynamic": (batch.x, batch.mask)}
         if "static" in model.streams:
-            role = self.config["static_role"]
+            role = self.options.static_role
             if role not in batch.extra:
                 raise ValueError(
                     f"action-net was trained with a static stream but the data has no extra {role!r}"

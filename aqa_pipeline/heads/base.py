@@ -1,9 +1,10 @@
 """What a scoring head is, and the training loop every neural head shares.
 
 A head follows scikit-learn's small API: ``fit(train, val)`` then ``predict(data)``, with its hyper-parameters in
-``self.config`` (defaults declared as data in ``defaults``). Neural heads subclass ``TorchHead`` and only say
-how to build the module, its loss, and how to predict a batch; the loop (windows, optimiser, epoch selection on the
-validation set, determinism, progress bar) lives here once.
+``self.options`` (an instance of the head's frozen dataclass ``Options``, which declares each option's type, range
+and default). Neural heads subclass ``TorchHead`` and only say how to build the module, its loss, and how to
+predict a batch; the loop (windows, optimiser, epoch selection on the validation set, determinism, progress bar)
+lives here once.
 
 Model selection only ever looks at ``val``. The framework decides what ``val`` is: a split carved from train by
 default, the test split only under the clearly labelled paper protocol.
@@ -14,16 +15,16 @@ from __future__ import annotations
 import copy
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from aqa_pipeline.heads.options import Rule, validate_options
+from aqa_pipeline.heads.options import HeadOptions, option, parse_options
 from aqa_pipeline.heads.search import Dimension
 from aqa_pipeline.train.data import Batch, Batcher, SequenceData
 from aqa_pipeline.train.metrics import spearman
@@ -51,10 +52,9 @@ class History:
 
 
 class Head(ABC):
-    """Base of every head. ``defaults`` holds the hyper-parameters with where they come from in comments."""
+    """Base of every head. ``Options`` holds the hyper-parameters with where they come from in comments."""
 
     name: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, Any]] = {}
     # Whether fit() should get a validation split carved from the training data (neural heads select their
     # epoch on it); heads that tune themselves by inner cross-validation (SVR, ridge) train on all of it.
     uses_validation: ClassVar[bool] = True
@@ -62,37 +62,27 @@ class Head(ABC):
     extra_roles: ClassVar[dict[str, tuple[str, ...]]] = {}
     required_roles: ClassVar[tuple[str, ...]] = ()
 
-    # Ranges and choices of options (their types come from ``defaults``); checked before any data is loaded.
-    rules: ClassVar[dict[str, Rule]] = {"dropout": Rule(min=0, max=1, max_open=True)}
+    @dataclass(frozen=True)
+    class Options(HeadOptions):
+        """The head's options (heads/options.py): types, ranges and defaults, checked before any data is loaded."""
+
     # The options ``aqa-fit --tune`` explores and their ranges (heads/search.py); empty: nothing to tune (the
     # closed-form heads tune themselves by inner cross-validation).
     search_space: ClassVar[dict[str, Dimension]] = {}
+    options: Options
 
-    def __init__(self, **config: Any) -> None:
-        validate_options(self.name, self.all_defaults(), self.all_rules(), config)
-        self.config = {**self.all_defaults(), **config}
-
-    @classmethod
-    def all_defaults(cls) -> dict[str, Any]:
-        return cls._merged("defaults")
+    def __init__(self, **options: Any) -> None:
+        self.options = self.parse_options(options)
 
     @classmethod
-    def all_rules(cls) -> dict[str, Rule]:
-        return cls._merged("rules")
+    def parse_options(cls, values: Mapping[str, Any]) -> Options:
+        """``values`` (``--set`` / ``--config`` options, or a saved model's) over this head's defaults."""
+        return parse_options(cls.Options, values, cls.name)
 
     @classmethod
-    def _merged(cls, attribute: str) -> dict[str, Any]:
-        merged: dict[str, Any] = {}
-        for klass in reversed(cls.__mro__):
-            merged.update(getattr(klass, attribute, {}) or {})
-        return merged
-
-    @classmethod
-    def adapt_inputs(
-        cls, data: SequenceData, source, *, primary: str, config: dict[str, Any]
-    ) -> SequenceData:
+    def adapt_inputs(cls, data: SequenceData, source, *, primary: str, options: Options) -> SequenceData:
         """Turn loaded store features into what the head consumes (e.g. boxes into tube masks). ``source`` is
-        the FeatureSet they came from (provenance, times), ``primary`` its main kind, ``config`` the head's
+        the FeatureSet they came from (provenance, times), ``primary`` its main kind, ``options`` the head's
         resolved options. Default: as loaded."""
         return data
 
@@ -123,44 +113,37 @@ class Head(ABC):
 class TorchHead(Head):
     """A head that is an ``nn.Module`` plus its loss. Subclasses implement ``build``, ``loss``, ``predict_batch``."""
 
-    defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 100,
-        "batch_size": 32,
-        "lr": 1e-4,
-        "weight_decay": 0.0,
-        "window": None,  # clips per video at train time (None = whole videos)
-        "test_window": "full",  # "full" or an int: deterministic centre window at evaluation
-        "extra_windows": {},  # per extra role: int, None (whole) or "aligned" with the primary window
-        "eval_every": 1,  # epochs between validation evaluations (selection granularity)
-        "selection": "best_val",  # "best_val" (epoch with best validation Spearman) or "last"
-        "grad_clip": None,
+    @dataclass(frozen=True)
+    class Options(Head.Options):
+        epochs: int = option(100, min=1)
+        batch_size: int = option(32, min=1)
+        lr: float = option(1e-4, min=0, min_open=True)
+        weight_decay: float = option(0.0, min=0)
+        window: int | None = option(None, min=1)  # clips per video at train time (None = whole videos)
+        # "full" or an int: deterministic centre window at evaluation
+        test_window: Literal["full"] | int = option("full", min=1)
+        # per extra role: int, None (whole) or "aligned" with the primary window
+        extra_windows: dict[str, int | Literal["aligned"] | None] = option({})
+        eval_every: int = option(1, min=1)  # epochs between validation evaluations (selection granularity)
+        # "best_val" (epoch with best validation Spearman) or "last"
+        selection: Literal["best_val", "last"] = "best_val"
+        grad_clip: float | None = option(None, min=0, min_open=True)
         # chosen: None = every epoch of the schedule (as the papers train); N = stop once N validation checks in a
         # row found no better Spearman than the best so far (the kept epoch is the same; the tail is not trained)
-        "patience": None,
+        patience: int | None = option(None, min=1)
         # chosen: off = each paper's raw features. On: every clip feature standardised by the per-dimension mean
         # and std of the training clips (saved with the model), for any neural head on (T, D) features
-        "standardise_inputs": False,
-    }
-    rules: ClassVar[dict[str, Rule]] = {
-        "epochs": Rule(min=1),
-        "batch_size": Rule(min=1),
-        "lr": Rule(min=0, min_open=True),
-        "weight_decay": Rule(min=0),
-        "window": Rule(types=(int, type(None)), min=1),
-        "test_window": Rule(types=(str, int), min=1),
-        "eval_every": Rule(min=1),
-        "selection": Rule(choices=("best_val", "last")),
-        "grad_clip": Rule(types=(int, float, type(None)), min=0, min_open=True),
-        "patience": Rule(types=(int, type(None)), min=1),
-    }
+        standardise_inputs: bool = False
+
+    options: Options
 
     keeps_training_data: ClassVar[bool] = False
     # Which axis of each per-video explanation array runs over clips, so that it can be cut back to the video's
     # real length: name -> axis of the primary stream, or (axis, extra role). Names not listed are kept whole.
     clip_axes: ClassVar[dict[str, int | tuple[int, str]]] = {}
 
-    def __init__(self, **config: Any) -> None:
-        super().__init__(**config)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self.model: nn.Module | None = None
         self.train_data: SequenceData | None = None  # kept for heads that compare with training videos
         self.input_stats: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std) with standardise_inputs
@@ -184,12 +167,12 @@ class TorchHead(Head):
     def configure_optimizer(self, model: nn.Module) -> tuple[torch.optim.Optimizer, Any]:
         """Adam with the configured lr / weight decay and no schedule; heads with a paper schedule override."""
         optimizer = torch.optim.Adam(
-            model.parameters(), lr=self.config["lr"], weight_decay=self.config["weight_decay"]
+            model.parameters(), lr=self.options.lr, weight_decay=self.options.weight_decay
         )
         return optimizer, None
 
     def batcher(self, data: SequenceData) -> Batcher:
-        return Batcher(data, self.config["window"], self.config["test_window"], self.config["extra_windows"])
+        return Batcher(data, self.options.window, self.options.test_window, self.options.extra_windows)
 
     # -- the shared loop ----------------------------------------------------------------------------------
     def fit(
@@ -205,7 +188,7 @@ class TorchHead(Head):
         started = time.perf_counter()
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        self.input_stats = input_statistics(train.x) if self.config["standardise_inputs"] else None
+        self.input_stats = input_statistics(train.x) if self.options.standardise_inputs else None
         train, val = self._standardised(train), None if val is None else self._standardised(val)
         self.train_data = train
         self.device = torch.device(device)
@@ -217,20 +200,18 @@ class TorchHead(Head):
         val_batcher = self.batcher(val) if val is not None else None  # padded once, not at every evaluation
         history = History()
         best_state, best_score = None, -np.inf
-        epochs = int(self.config["epochs"])
+        epochs = int(self.options.epochs)
         bar = tqdm(range(1, epochs + 1), desc=f"{self.name}", disable=not progress, leave=False)
         for epoch in bar:
             model.train()
             total, count = 0.0, 0
-            for batch in batcher.iterate(
-                batch_size=self.config["batch_size"], train=True, generator=generator
-            ):
+            for batch in batcher.iterate(batch_size=self.options.batch_size, train=True, generator=generator):
                 batch = batch.to(self.device)
                 loss, _parts = self.loss(model, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if self.config["grad_clip"]:
-                    nn.utils.clip_grad_norm_(model.parameters(), self.config["grad_clip"])
+                if self.options.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), self.options.grad_clip)
                 optimizer.step()
                 if scheduler is not None and getattr(scheduler, "per_iteration", False):
                     scheduler.step()
@@ -241,8 +222,8 @@ class TorchHead(Head):
             history.train_loss.append(total / max(count, 1))
             if (
                 val is not None
-                and self.config["selection"] == "best_val"
-                and (epoch % self.config["eval_every"] == 0 or epoch == epochs)
+                and self.options.selection == "best_val"
+                and (epoch % self.options.eval_every == 0 or epoch == epochs)
             ):
                 rho = spearman(self._predict(val_batcher).y, val.y)
                 history.val_epochs.append(epoch)
@@ -268,7 +249,7 @@ class TorchHead(Head):
 
     def _out_of_patience(self, history: History) -> bool:
         """``patience`` validation checks in a row since the best epoch: later epochs would not be kept."""
-        patience = self.config["patience"]
+        patience = self.options.patience
         if patience is None or history.best_epoch is None:
             return False
         return sum(epoch > history.best_epoch for epoch in history.val_epochs) >= patience
@@ -289,7 +270,7 @@ class TorchHead(Head):
         was_training = self.model.training
         model = self.model.eval()
         predictions, explanations = [], []
-        for batch in batcher.iterate(batch_size=self.config["batch_size"], train=False):
+        for batch in batcher.iterate(batch_size=self.options.batch_size, train=False):
             batch = batch.to(self.device)
             y, explain = self.predict_batch(model, batch)
             predictions.append(y.float().cpu().numpy())
@@ -314,10 +295,10 @@ class TorchHead(Head):
         return np.take(array, np.arange(int(lengths[role][row])), axis=axis)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "model": self.model.state_dict(), "extra": self.extra_state()}
+        return {"config": asdict(self.options), "model": self.model.state_dict(), "extra": self.extra_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.config = state["config"]
+        self.options = self.parse_options(state["config"])
         self.load_extra_state(state["extra"])
         self.device = torch.device("cpu")
         self.model = self.build(self.train_data)
@@ -365,7 +346,7 @@ class PooledInputHead(TorchHead):
     """
 
     def _pooled(self, data: SequenceData) -> SequenceData:
-        if self.config["window"] is not None:
+        if self.options.window is not None:
             return data
         return replace(data, x=[s.mean(0, keepdims=True, dtype=np.float32) for s in data.x])
 

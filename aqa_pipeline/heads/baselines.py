@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 from abc import abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from aqa_pipeline.heads.base import EpochCallback, Head, History, PooledInputHead, Prediction, TorchHead
-from aqa_pipeline.heads.options import Rule
+from aqa_pipeline.heads.options import dropout_rate, option
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.heads.search import OPTIMISER_SPACE, Dimension, Integer, OneOf, Real
 from aqa_pipeline.train.data import Batch, SequenceData
@@ -94,11 +94,13 @@ class _SklearnPooledHead(Head):
     """Time pooling → StandardScaler (fit on train) → estimator with its regularisation chosen by inner CV."""
 
     uses_validation: ClassVar[bool] = False
-    defaults: ClassVar[dict[str, Any]] = {"pooling": "mean", "inner_cv": 5}
-    rules: ClassVar[dict[str, Rule]] = {
-        "pooling": Rule(choices=("mean", "max", "mean+std")),
-        "inner_cv": Rule(min=2),
-    }
+
+    @dataclass(frozen=True)
+    class Options(Head.Options):
+        pooling: Literal["mean", "max", "mean+std"] = "mean"
+        inner_cv: int = option(5, min=2)
+
+    options: Options
 
     @abstractmethod
     def _search(self):
@@ -124,22 +126,26 @@ class _SklearnPooledHead(Head):
         search = GridSearchCV(
             pipeline,
             {f"{pipeline.steps[-1][0]}__{k}": v for k, v in grid.items()},
-            cv=KFold(self.config["inner_cv"], shuffle=True, random_state=seed),
+            cv=KFold(self.options.inner_cv, shuffle=True, random_state=seed),
             scoring="neg_mean_squared_error",
         )
-        search.fit(pool_sequences(train.x, self.config["pooling"]), train.y)
+        search.fit(pool_sequences(train.x, self.options.pooling), train.y)
         self.model_ = FittedPooledModel.from_pipeline(search.best_estimator_)
         self.best_params_ = {k.split("__", 1)[1]: v for k, v in search.best_params_.items()}
         return History(seconds=time.perf_counter() - started)
 
     def predict(self, data: SequenceData) -> Prediction:
-        return Prediction(self.model_.predict(pool_sequences(data.x, self.config["pooling"])))
+        return Prediction(self.model_.predict(pool_sequences(data.x, self.options.pooling)))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "model": asdict(self.model_), "best_params": self.best_params_}
+        return {
+            "config": asdict(self.options),
+            "model": asdict(self.model_),
+            "best_params": self.best_params_,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.config, self.best_params_ = state["config"], state["best_params"]
+        self.options, self.best_params_ = self.parse_options(state["config"]), state["best_params"]
         self.model_ = FittedPooledModel(**state["model"])
 
 
@@ -147,28 +153,34 @@ class _SklearnPooledHead(Head):
 class SVRHead(_SklearnPooledHead):
     """Linear-kernel SVR on pooled features (Parmar & Morris 2017's C3D-SVR recipe, with inner-CV C and ε)."""
 
-    defaults: ClassVar[dict[str, Any]] = {
-        "kernel": "linear",  # paper
-        "C": [0.001, 0.01, 0.1, 1.0, 10.0],  # chosen: grid searched by inner CV
-        "epsilon": [0.01, 0.05, 0.1],  # chosen (targets are in [0, 1] working units)
-    }
+    @dataclass(frozen=True)
+    class Options(_SklearnPooledHead.Options):
+        kernel: Literal["linear", "rbf", "poly", "sigmoid"] = "linear"  # paper
+        C: list[float] = option([0.001, 0.01, 0.1, 1.0, 10.0])  # chosen: grid searched by inner CV
+        epsilon: list[float] = option([0.01, 0.05, 0.1])  # chosen (targets are in [0, 1] working units)
+
+    options: Options
 
     def _search(self):
         from sklearn.svm import SVR
 
-        return SVR(kernel=self.config["kernel"]), {"C": self.config["C"], "epsilon": self.config["epsilon"]}
+        return SVR(kernel=self.options.kernel), {"C": self.options.C, "epsilon": self.options.epsilon}
 
 
 @register_head("ridge")
 class RidgeHead(_SklearnPooledHead):
     """Ridge regression on pooled features; alpha by inner CV."""
 
-    defaults: ClassVar[dict[str, Any]] = {"alpha": [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]}  # chosen
+    @dataclass(frozen=True)
+    class Options(_SklearnPooledHead.Options):
+        alpha: list[float] = option([0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0])  # chosen
+
+    options: Options
 
     def _search(self):
         from sklearn.linear_model import Ridge
 
-        return Ridge(), {"alpha": self.config["alpha"]}
+        return Ridge(), {"alpha": self.options.alpha}
 
 
 class _MLP(nn.Module):
@@ -195,17 +207,20 @@ class MLPHead(PooledInputHead):
         "dropout": Real(0.0, 0.7),
         "epochs": Integer(50, 200),
     }
-    defaults: ClassVar[dict[str, Any]] = {
-        "hidden": [256, 128],  # code: the MUSDL/USDL regressor widths (1024→256→128)
-        "dropout": 0.5,  # chosen
-        "epochs": 150,  # chosen (selection on validation)
-        "lr": 1e-3,  # chosen
-        "weight_decay": 1e-4,  # chosen
-        "eval_every": 5,
-    }
+
+    @dataclass(frozen=True)
+    class Options(PooledInputHead.Options):
+        hidden: list[int] = option([256, 128])  # code: the MUSDL/USDL regressor widths (1024→256→128)
+        dropout: float = dropout_rate(0.5)  # chosen
+        epochs: int = 150  # chosen (selection on validation)
+        lr: float = 1e-3  # chosen
+        weight_decay: float = 1e-4  # chosen
+        eval_every: int = 5
+
+    options: Options
 
     def build(self, train: SequenceData) -> nn.Module:
-        return _MLP(int(np.prod(train.dim)), tuple(self.config["hidden"]), self.config["dropout"])
+        return _MLP(int(np.prod(train.dim)), tuple(self.options.hidden), self.options.dropout)
 
     def _forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         return model(masked_mean(batch.x.flatten(2), batch.mask)).squeeze(-1)
@@ -255,26 +270,29 @@ class LSTMHead(TorchHead):
         "window": OneOf((16, 32, 64)),
         "epochs": Integer(10, 40),
     }
-    defaults: ClassVar[dict[str, Any]] = {
-        "hidden": 256,  # paper (ACTION-NET's LSTM baseline width; MS-LSTM uses 256 too)
-        "layers": 1,  # chosen
-        "dropout": 0.3,  # chosen
-        "epochs": 20,  # chosen: the 2-core budget of a minute per fit on Fis-V (selection on validation)
-        "lr": 1e-3,  # chosen
-        "weight_decay": 1e-5,  # chosen
-        "window": 32,  # chosen: random 32-clip windows at train time (whole videos at evaluation)
-        "test_window": "full",
-        "eval_every": 2,
-        "grad_clip": 1.0,
-    }
+
+    @dataclass(frozen=True)
+    class Options(TorchHead.Options):
+        hidden: int = option(256, min=1)  # paper (ACTION-NET's LSTM baseline width; MS-LSTM uses 256 too)
+        layers: int = option(1, min=1)  # chosen
+        dropout: float = dropout_rate(0.3)  # chosen
+        epochs: int = 20  # chosen: the 2-core budget of a minute per fit on Fis-V (selection on validation)
+        lr: float = 1e-3  # chosen
+        weight_decay: float = 1e-5  # chosen
+        window: int | None = 32  # chosen: random 32-clip windows at train time (whole videos at evaluation)
+        test_window: Literal["full"] | int = "full"
+        eval_every: int = 2
+        grad_clip: float | None = 1.0
+
+    options: Options
 
     def build(self, train: SequenceData) -> nn.Module:
         return _LSTMRegressor(
             int(np.prod(train.dim)),
-            self.config["hidden"],
-            self.config["layers"],
+            self.options.hidden,
+            self.options.layers,
             self.bidirectional,
-            self.config["dropout"],
+            self.options.dropout,
         )
 
     def loss(self, model: nn.Module, batch: Batch):

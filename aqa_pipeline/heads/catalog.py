@@ -1,7 +1,7 @@
 """What ``aqa-fit --list-heads`` and ``--show-options HEAD`` print: each head's one-line description and its
 options with their defaults and provenance.
 
-The provenance is the comment written beside each default in the head's ``defaults`` (``# code``, ``# paper``,
+The provenance is the comment written beside each default in the head's ``Options`` (``# code``, ``# paper``,
 ``# chosen: ...``) or the comment block just above it, read from the source, so the code stays the one place
 where a default and its justification are written down.
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 import ast
 import inspect
 import io
+import textwrap
 import tokenize
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from aqa_pipeline.heads.registry import get_head, head_names
@@ -31,7 +32,7 @@ class OptionInfo:
     name: str
     default: Any
     provenance: str  # the comment beside (or above) the default; "" when none was written
-    defined_in: str  # class whose defaults set it (a head inherits the shared loop's options)
+    defined_in: str  # head class whose Options set it (a head inherits the shared loop's options)
 
 
 def list_heads() -> list[HeadInfo]:
@@ -46,36 +47,31 @@ def list_heads() -> list[HeadInfo]:
 
 def head_options(name: str) -> list[OptionInfo]:
     """Every option of a head, its own first: the most specific class's default and comment win."""
+    head = get_head(name)
+    defaults = asdict(head.Options())
     options: dict[str, OptionInfo] = {}
-    for klass in get_head(name).__mro__:
-        if "defaults" not in vars(klass):
+    for klass in head.__mro__:
+        if "Options" not in vars(klass):
             continue
-        notes = _default_comments(klass)
-        for key, value in vars(klass)["defaults"].items():
-            options.setdefault(key, OptionInfo(key, value, notes.get(key, ""), klass.__name__))
+        notes = _field_comments(klass.Options)
+        for key in vars(klass.Options).get("__annotations__", {}):
+            options.setdefault(key, OptionInfo(key, defaults[key], notes.get(key, ""), klass.__name__))
     return list(options.values())
 
 
-def _default_comments(klass: type) -> dict[str, str]:
-    """Option name → the comment on its line in ``defaults = {...}`` or, failing that, the block above it."""
+def _field_comments(options_type: type) -> dict[str, str]:
+    """Option name → the comment on its field's line in ``class Options`` or, failing that, the block above it."""
     try:
-        source = inspect.getsource(klass)
+        source = textwrap.dedent(inspect.getsource(options_type))
     except (OSError, TypeError):
         return {}
     comments, own_line = _comments_by_line(source)
-    notes: dict[str, str] = {}
-    for node in ast.walk(ast.parse(source)):
-        target = node.target if isinstance(node, ast.AnnAssign) else None
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-        if not (
-            isinstance(target, ast.Name) and target.id == "defaults" and isinstance(node.value, ast.Dict)
-        ):
-            continue
-        for key, value in zip(node.value.keys, node.value.values, strict=True):
-            if isinstance(key, ast.Constant):
-                notes[key.value] = comments.get(value.end_lineno) or _block_above(own_line, key.lineno)
-    return notes
+    class_body = ast.parse(source).body[0].body
+    return {
+        node.target.id: comments.get(node.end_lineno) or _block_above(own_line, node.lineno)
+        for node in class_body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    }
 
 
 def _comments_by_line(source: str) -> tuple[dict[int, str], dict[int, str]]:

@@ -11,13 +11,15 @@ log-probabilities add up along each root-to-leaf path, and an unbounded per-leaf
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 from aqa_pipeline.heads.base import PooledInputHead
 from aqa_pipeline.heads.group_regression import ContrastiveHead, IntervalRegressor
+from aqa_pipeline.heads.options import OptionError, option
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.heads.search import OPTIMISER_SPACE, Dimension, Integer, OneOf
 from aqa_pipeline.train.data import SequenceData
@@ -72,28 +74,32 @@ class CoReHead(PooledInputHead, ContrastiveHead):
         "n_exemplars": Integer(5, 20),
         "epochs": Integer(20, 100),
     }
-    defaults: ClassVar[dict[str, Any]] = {
-        "regressor": "flat",  # chosen (TPT's finding); "tree" = CoRe's RegressTree
-        "hidden": 256,  # code: first Linear(2049 -> 256) of the tree
-        "head_hidden": 128,  # code (TPT's flat heads)
-        "lr": 1e-3,  # code: regressor lr
-        "batch_size": 32,  # chosen: code MTL bs 1 x step_per_update 2 (end-to-end); on cached features 32 is 16x faster
-        "epochs": 100,  # chosen: code 200; validation selection makes the tail unnecessary
-    }
+
+    @dataclass(frozen=True)
+    class Options(ContrastiveHead.Options):
+        regressor: Literal["flat", "tree"] = "flat"  # chosen (TPT's finding); "tree" = CoRe's RegressTree
+        hidden: int = option(256, min=1)  # code: first Linear(2049 -> 256) of the tree
+        head_hidden: int = option(128, min=1)  # code (TPT's flat heads)
+        lr: float = 1e-3  # code: regressor lr
+        # chosen: code MTL bs 1 x step_per_update 2 (end-to-end); on cached features 32 is 16x faster
+        batch_size: int = 32
+        epochs: int = 100  # chosen: code 200; validation selection makes the tail unnecessary
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.regressor == "tree" and self.n_intervals & (self.n_intervals - 1):
+                raise OptionError(f"option n_intervals={self.n_intervals}: the tree needs a power of two")
+
+    options: Options
 
     def build(self, train: SequenceData) -> nn.Module:
         if len(train.dim) != 1:
             raise ValueError(f"core needs (T, D) clip features, got per-clip shape {train.dim}")
         in_dim = 2 * train.dim[0] + 1
-        n = self.config["n_intervals"]
-        if self.config["regressor"] == "tree":
-            depth = n.bit_length()
-            if 2 ** (depth - 1) != n:
-                raise ValueError(f"core: the tree needs a power-of-two n_intervals, got {n}")
-            return RegressTree(in_dim, self.config["hidden"], depth)
-        if self.config["regressor"] != "flat":
-            raise ValueError(f"core: regressor must be 'flat' or 'tree', got {self.config['regressor']!r}")
-        return FlatRegressor(in_dim, self.config["hidden"], n, self.config["head_hidden"])
+        n = self.options.n_intervals
+        if self.options.regressor == "tree":
+            return RegressTree(in_dim, self.options.hidden, n.bit_length())
+        return FlatRegressor(in_dim, self.options.hidden, n, self.options.head_hidden)
 
     def encode(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor):
         weights = mask.to(x.dtype)

@@ -24,7 +24,7 @@ same clips seen on crops around the tracked athlete. Pipeline per video:
    pair [exemplar groups, query groups, exemplar score] is classified into a relative-score interval and regressed
    inside it; at inference the votes of ``n_exemplars`` training exemplars are averaged. The paper trains the
    interval classifier with BCE (``interval_loss="bce"``); the default is CoRe's softmax NLL, which learned where
-   BCE did not at our schedules (see ``defaults``).
+   BCE did not at our schedules (see ``Options``).
 
 ``size="small"`` is FSPN-S and ``"full"`` FSPN (3 stages × 3 blocks × 8 heads, as the paper). ``use_actor=False``
 is the ablation without the actor stream: the scene tokens then also serve as queries and there is no group
@@ -33,7 +33,8 @@ contrastive loss.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aqa_pipeline.heads.group_regression import ContrastiveHead, IntervalRegressor
+from aqa_pipeline.heads.options import OptionError, dropout_rate, option
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.train.data import Batcher, SequenceData
 
@@ -186,49 +188,60 @@ class FSPNHead(ContrastiveHead):
     # actor-centric I3D features on athlete crops; not required at load time so use_actor=False runs without them
     extra_roles: ClassVar[dict[str, tuple[str, ...]]] = {"actor": ("i3d_actor", "actor")}
     clip_axes: ClassVar[dict] = {"sub_action_probability": 0}  # (clips, sub-actions)
-    defaults: ClassVar[dict[str, Any]] = {
-        "size": "full",  # "full" = FSPN, "small" = FSPN-S [paper names; widths chosen, see SIZES]
-        "dims": None,  # override the preset's stage widths, e.g. (32, 64, 128) [chosen]
-        "blocks": None,  # override blocks per stage
-        "heads": None,  # override attention heads
-        "use_actor": True,  # False = the paper's ablation without the actor-centric stream
-        "actor_role": "actor",
-        "sub_actions": 3,  # chosen (diving: take-off, flight, entry)
-        "parse_upsample": 2,  # chosen: decoder doubles the temporal resolution once
-        "parsing": "monotone",  # chosen: ordered by construction; "softmax" = unordered
-        "parse_sharpness": 10.0,  # chosen: slope of the soft sub-action boundaries (in progress units)
-        "contrastive_weight": 0.1,  # chosen
-        "contrastive_temperature": 0.1,  # chosen
-        "dropout": 0.1,  # chosen
-        "head_hidden": 256,  # chosen
-        "lr": 1e-4,  # chosen (CoRe/TPT backbone-side lr)
+
+    @dataclass(frozen=True)
+    class Options(ContrastiveHead.Options):
+        # "full" = FSPN, "small" = FSPN-S [paper names; widths chosen, see SIZES]
+        size: Literal["full", "small"] = "full"
+        # override the preset's stage widths, e.g. (32, 64, 128) [chosen]
+        dims: list[int] | None = option(None, min=1)
+        blocks: int | None = option(None, min=1)  # override blocks per stage
+        heads: int | None = option(None, min=1)  # override attention heads
+        use_actor: bool = True  # False = the paper's ablation without the actor-centric stream
+        actor_role: str = "actor"
+        sub_actions: int = option(3, min=1)  # chosen (diving: take-off, flight, entry)
+        parse_upsample: int = option(2, min=1)  # chosen: decoder doubles the temporal resolution once
+        # chosen: ordered by construction; "softmax" = unordered
+        parsing: Literal["monotone", "softmax"] = "monotone"
+        parse_sharpness: float = 10.0  # chosen: slope of the soft sub-action boundaries (in progress units)
+        contrastive_weight: float = 0.1  # chosen
+        contrastive_temperature: float = option(0.1, min=0, min_open=True)  # chosen
+        dropout: float = dropout_rate(0.1)  # chosen
+        head_hidden: int = option(256, min=1)  # chosen
+        lr: float = 1e-4  # chosen (CoRe/TPT backbone-side lr)
         # paper: BCE; chosen default "nll" because one-vs-rest BCE over 16 intervals did not learn in the
         # actor-stream synthetic test at the same schedule (Spearman -0.06 vs 0.95 with NLL)
-        "interval_loss": "nll",
-        "weight_decay": 1e-5,  # chosen
-        "batch_size": 8,  # chosen
-        "epochs": 100,  # chosen
-    }
+        interval_loss: Literal["nll", "bce"] = "nll"
+        weight_decay: float = 1e-5  # chosen
+        batch_size: int = 8  # chosen
+        epochs: int = 100  # chosen
 
-    def _architecture(self) -> tuple[tuple[int, ...], int, int]:
-        if self.config["size"] not in SIZES:
-            raise ValueError(f"fspn: size={self.config['size']!r}; choose from {sorted(SIZES)}")
-        preset = SIZES[self.config["size"]]
-        dims = tuple(int(d) for d in (self.config["dims"] or preset["dims"]))
-        blocks = int(self.config["blocks"] or preset["blocks"])
-        heads = int(self.config["heads"] or preset["heads"])
-        bad = [d for d in dims if d % heads]
-        if len(dims) != 3 or bad:
-            raise ValueError(f"fspn: dims {dims} must be 3 stage widths divisible by heads={heads}")
-        return dims, blocks, heads
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            dims, _blocks, heads = self.architecture()
+            if len(dims) != 3 or any(d % heads for d in dims):
+                raise OptionError(
+                    f"option dims={list(dims)}: must be 3 stage widths divisible by heads={heads}"
+                )
+
+        def architecture(self) -> tuple[tuple[int, ...], int, int]:
+            """Stage widths, blocks per stage and attention heads: the ``size`` preset's unless overridden."""
+            preset = SIZES[self.size]
+            return (
+                tuple(self.dims or preset["dims"]),
+                self.blocks or preset["blocks"],
+                self.heads or preset["heads"],
+            )
+
+    options: Options
 
     # -- both streams travel as one (T, D + D_a) array so the shared exemplar machinery batches them together --
     def _packed(self, data: SequenceData) -> SequenceData:
         if len(data.dim) != 1:
             raise ValueError(f"fspn needs (T, D) clip features, got per-clip shape {data.dim}")
-        if not self.config["use_actor"]:
+        if not self.options.use_actor:
             return data
-        role = self.config["actor_role"]
+        role = self.options.actor_role
         if role not in data.extra:
             raise ValueError(
                 f"fspn needs actor-centric clip features as extra role {role!r} (have {sorted(data.extra)}); "
@@ -250,13 +263,13 @@ class FSPNHead(ContrastiveHead):
         return super().batcher(self._packed(data))
 
     def build(self, train: SequenceData) -> nn.Module:
-        dims, blocks, heads = self._architecture()
-        config = self.config
+        dims, blocks, heads = self.options.architecture()
+        options = self.options
         scene_dim = int(train.dim[0])
-        actor_dim = int(train.extra[config["actor_role"]][0].shape[1]) if config["use_actor"] else None
-        return FSPNNet(scene_dim, actor_dim, dims, blocks, heads, int(config["sub_actions"]),
-                       int(config["parse_upsample"]), config["parsing"], float(config["parse_sharpness"]),
-                       float(config["dropout"]), int(config["n_intervals"]), int(config["head_hidden"]))  # fmt: skip
+        actor_dim = int(train.extra[options.actor_role][0].shape[1]) if options.use_actor else None
+        return FSPNNet(scene_dim, actor_dim, dims, blocks, heads, int(options.sub_actions),
+                       int(options.parse_upsample), options.parsing, float(options.parse_sharpness),
+                       float(options.dropout), int(options.n_intervals), int(options.head_hidden))  # fmt: skip
 
     def encode(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor):
         return model.encode(x, mask)
@@ -266,12 +279,12 @@ class FSPNHead(ContrastiveHead):
         return model.regressor(torch.cat([exemplar, query, exemplar_y[:, None] / theta], dim=-1))
 
     def auxiliary_loss(self, aux: dict, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        if "actor_groups" not in aux or not self.config["contrastive_weight"]:
+        if "actor_groups" not in aux or not self.options.contrastive_weight:
             return torch.zeros(()), {}
         loss = group_contrastive_loss(
-            aux["actor_groups"], aux["scene_groups"], self.config["contrastive_temperature"]
+            aux["actor_groups"], aux["scene_groups"], self.options.contrastive_temperature
         )
-        return self.config["contrastive_weight"] * loss, {"group_contrastive": float(loss.detach())}
+        return self.options.contrastive_weight * loss, {"group_contrastive": float(loss.detach())}
 
 
 def synthetic_actor_data(

@@ -9,13 +9,15 @@ padding masks in attention and batch-norm statistics computed over real clips on
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from aqa_pipeline.heads.base import TorchHead
+from aqa_pipeline.heads.options import dropout_rate, option
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.heads.search import OPTIMISER_SPACE, Dimension, Integer, OneOf, Real
 from aqa_pipeline.train.data import Batch, SequenceData
@@ -87,19 +89,19 @@ class GradeDecoderLayer(nn.Module):
 
 
 class GDLTModel(nn.Module):
-    def __init__(self, in_dim: int, config: dict[str, Any]) -> None:
+    def __init__(self, in_dim: int, options: GDLTHead.Options) -> None:
         super().__init__()
-        d, n_grades = config["d_model"], config["n_grades"]
-        self.project = InputProjection(in_dim, config["hidden"], d, masked=config["input_norm"] == "masked")
+        d, n_grades = options.d_model, options.n_grades
+        self.project = InputProjection(in_dim, options.hidden, d, masked=options.input_norm == "masked")
         encoder_layer = nn.TransformerEncoderLayer(
-            d, config["n_head"], config["ffn"], config["dropout"], batch_first=True, norm_first=False
+            d, options.n_head, options.ffn, options.dropout, batch_first=True, norm_first=False
         )
         self.encoder = nn.TransformerEncoder(
-            encoder_layer, config["n_encoder"], norm=nn.LayerNorm(d), enable_nested_tensor=False
+            encoder_layer, options.n_encoder, norm=nn.LayerNorm(d), enable_nested_tensor=False
         )
         self.decoder = nn.ModuleList(
-            GradeDecoderLayer(d, config["n_head"], config["ffn"], config["dropout"])
-            for _ in range(config["n_decoder"])
+            GradeDecoderLayer(d, options.n_head, options.ffn, options.dropout)
+            for _ in range(options.n_decoder)
         )
         self.decoder_norm = nn.LayerNorm(d)
         self.grade_queries = nn.Embedding(n_grades, d)
@@ -150,40 +152,41 @@ class GDLTHead(TorchHead):
         "window": OneOf((32, 68, 136)),
         "epochs": Integer(10, 60),
     }
-    defaults: ClassVar[dict[str, Any]] = {
-        "hidden": 512,  # code: first Conv1d width
-        "d_model": 256,  # code
-        "ffn": 768,  # code: 3 × d_model
-        "n_head": 1,  # code (README does not override n_head=1)
-        "n_encoder": 1,  # code
-        "n_decoder": 2,  # code
-        "n_grades": 4,  # code: n_query
-        "dropout": 0.3,  # code
-        "triplet_weight": 1.0,  # code: alpha
-        "triplet_margin": 1.0,  # code
-        "input_norm": "masked",  # chosen: "masked" BN statistics over real clips; "unmasked" = code (padding in)
+
+    @dataclass(frozen=True)
+    class Options(TorchHead.Options):
+        hidden: int = option(512, min=1)  # code: first Conv1d width
+        d_model: int = option(256, min=1)  # code
+        ffn: int = option(768, min=1)  # code: 3 × d_model
+        n_head: int = option(1, min=1)  # code (README does not override n_head=1)
+        n_encoder: int = option(1, min=1)  # code
+        n_decoder: int = option(2, min=1)  # code
+        n_grades: int = option(4, min=1)  # code: n_query
+        dropout: float = dropout_rate(0.3)  # code
+        triplet_weight: float = option(1.0, min=0)  # code: alpha
+        triplet_margin: float = option(1.0, min=0)  # code
+        # chosen: "masked" BN statistics over real clips; "unmasked" = code (padding in)
+        input_norm: Literal["masked", "unmasked"] = "masked"
         # chosen by 5-fold CV on the Fis-V training videos (1 seed, TES / PCS): Adam 1e-3 for 40 epochs 0.464 / 0.721
         # against the code's SGD 1e-2 (momentum 0.9) cut to 20 epochs 0.326 / 0.564, still rising there; the code's
         # 150-500 SGD epochs do not fit 5 minutes on 2 CPU cores. Faithful: --set optimizer=sgd --set lr=1e-2
-        "optimizer": "adam",
-        "lr": 1e-3,
-        "momentum": 0.9,  # code (optimizer="sgd" only)
-        "weight_decay": 1e-4,  # code
-        "lr_min_ratio": 0.01,  # code: cosine annealing to lr × decay-rate 0.01, per epoch, no warm-up
-        "batch_size": 32,  # code
-        "epochs": 40,  # chosen (see optimizer): 3.3 min on 2 CPU cores for Fis-V (code: 150-500 on RG)
-        "window": 68,  # code: clip_num 68 (RG); Fis-V value not in the repo
-        "test_window": "full",  # code: full-length test sequence
-    }
+        optimizer: Literal["adam", "sgd"] = "adam"
+        lr: float = 1e-3
+        momentum: float = option(0.9, min=0)  # code (optimizer="sgd" only)
+        weight_decay: float = 1e-4  # code
+        # code: cosine annealing to lr × decay-rate 0.01, per epoch, no warm-up
+        lr_min_ratio: float = option(0.01, min=0, max=1)
+        batch_size: int = 32  # code
+        epochs: int = 40  # chosen (see optimizer): 3.3 min on 2 CPU cores for Fis-V (code: 150-500 on RG)
+        window: int | None = 68  # code: clip_num 68 (RG); Fis-V value not in the repo
+        test_window: Literal["full"] | int = "full"  # code: full-length test sequence
+
+    options: Options
 
     def build(self, train: SequenceData) -> nn.Module:
         if len(train.dim) != 1:
             raise ValueError(f"gdlt expects (T, D) clip features, got per-clip shape {train.dim}")
-        if self.config["input_norm"] not in ("masked", "unmasked"):
-            raise ValueError(
-                f"gdlt: input_norm must be 'masked' or 'unmasked', got {self.config['input_norm']!r}"
-            )
-        return GDLTModel(train.dim[0], self.config)
+        return GDLTModel(train.dim[0], self.options)
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         score, _responses, decoded, _ = model(batch.x, batch.mask)
@@ -191,9 +194,9 @@ class GDLTHead(TorchHead):
         n_grades = decoded.shape[1]
         labels = torch.arange(n_grades, device=decoded.device).repeat(decoded.shape[0])
         triplet = hard_triplet_loss(
-            decoded.reshape(-1, decoded.shape[-1]), labels, self.config["triplet_margin"]
+            decoded.reshape(-1, decoded.shape[-1]), labels, self.options.triplet_margin
         )
-        total = mse + self.config["triplet_weight"] * triplet
+        total = mse + self.options.triplet_weight * triplet
         return total, {"mse": float(mse.detach()), "triplet": float(triplet.detach())}
 
     def predict_batch(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -201,21 +204,17 @@ class GDLTHead(TorchHead):
         return score, {"grades": responses, "attention": attention}
 
     def configure_optimizer(self, model: nn.Module):
-        config = self.config
-        if config["optimizer"] == "sgd":
+        options = self.options
+        if options.optimizer == "sgd":
             optimizer = torch.optim.SGD(
                 model.parameters(),
-                lr=config["lr"],
-                momentum=config["momentum"],
-                weight_decay=config["weight_decay"],
-            )
-        elif config["optimizer"] == "adam":
-            optimizer = torch.optim.Adam(
-                model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
+                lr=options.lr,
+                momentum=options.momentum,
+                weight_decay=options.weight_decay,
             )
         else:
-            raise ValueError(f"gdlt: optimizer must be 'sgd' or 'adam', got {config['optimizer']!r}")
+            optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max(int(config["epochs"]), 1), eta_min=config["lr"] * config["lr_min_ratio"]
+            optimizer, T_max=max(int(options.epochs), 1), eta_min=options.lr * options.lr_min_ratio
         )
         return optimizer, scheduler

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import zlib
 from abc import abstractmethod
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aqa_pipeline.heads.base import Prediction, TorchHead
+from aqa_pipeline.heads.options import option
 from aqa_pipeline.train.data import Batch, Batcher, SequenceData
 
 
@@ -223,13 +225,18 @@ class ContrastiveHead(TorchHead):
     unused) with each exemplar's ``exemplar_delta`` (Δ̂ in working units).
     """
 
-    defaults: ClassVar[dict[str, Any]] = {
-        "n_intervals": 16,  # code: RegressTree depth 5 -> 16 leaves
-        "score_range": None,  # chosen: None = range of the training targets (CoRe hard-codes 30 MTL / 100 AQA-7)
-        "n_exemplars": 10,  # code: num_voting = 10
-        "interval_loss": "nll",  # code (CoRe/TPT): softmax NLL over intervals; "bce" = one-vs-rest (FSPN paper)
-        "exemplar_seed": None,  # chosen: None = drawn from the fit seed; an int pins the test lists
-    }
+    @dataclass(frozen=True)
+    class Options(TorchHead.Options):
+        n_intervals: int = option(16, min=1)  # code: RegressTree depth 5 -> 16 leaves
+        # chosen: None = range of the training targets (CoRe hard-codes 30 MTL / 100 AQA-7)
+        score_range: float | None = option(None, min=0, min_open=True)
+        n_exemplars: int = option(10, min=1)  # code: num_voting = 10
+        # code (CoRe/TPT): softmax NLL over intervals; "bce" = one-vs-rest (FSPN paper)
+        interval_loss: Literal["nll", "bce"] = "nll"
+        exemplar_seed: int | None = None  # chosen: None = drawn from the fit seed; an int pins the test lists
+
+    options: Options
+
     explanation_keys: ClassVar[tuple[str, ...]] = ()  # which of encode()'s auxiliaries are explanations
     keeps_training_data: ClassVar[bool] = True  # exemplars are training videos
 
@@ -252,13 +259,13 @@ class ContrastiveHead(TorchHead):
     def prepare(self, train: SequenceData, generator: torch.Generator) -> None:
         kind, keys = group_keys(train)
         self.intervals = GroupIntervals.from_training(
-            train.y, keys, self.config["n_intervals"], self.config["score_range"]
+            train.y, keys, self.options.n_intervals, self.options.score_range
         )
         self.pool = ExemplarPool(train.ids, keys, kind)
         draw = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         self._train_rng = np.random.default_rng(draw)
         self._window_generator = torch.Generator().manual_seed(draw)
-        seed = self.config["exemplar_seed"]
+        seed = self.options.exemplar_seed
         self.exemplar_seed = draw if seed is None else int(seed)
         self._train_batcher = self.batcher(train)
         self._train_y = torch.as_tensor(train.y, dtype=torch.float32)
@@ -271,7 +278,7 @@ class ContrastiveHead(TorchHead):
                 f"head {self.name!r}: exemplars were grouped by {self.pool.kind!r} in training but the data to "
                 f"score is grouped by {kind!r} (difficulty > groups > all)"
             )
-        return self.pool.test_lists(data.ids, keys, int(self.config["n_exemplars"]), self.exemplar_seed)
+        return self.pool.test_lists(data.ids, keys, int(self.options.n_exemplars), self.exemplar_seed)
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         rows = batch.index.cpu().numpy()
@@ -292,7 +299,7 @@ class ContrastiveHead(TorchHead):
             torch.cat([offsets_a, offsets_b]),
             leaf.to(x.device),
             target.to(x.device),
-            self.config["interval_loss"],
+            self.options.interval_loss,
         )
         extra, parts = self.auxiliary_loss(aux, mask)
         total = cls + reg + extra.to(x.device)
@@ -304,7 +311,7 @@ class ContrastiveHead(TorchHead):
         was_training = self.model.training
         self.model.eval()
         reps = []
-        for batch in self._train_batcher.iterate(batch_size=self.config["batch_size"], train=False):
+        for batch in self._train_batcher.iterate(batch_size=self.options.batch_size, train=False):
             batch = batch.to(self.device)
             reps.append(self.encode(self.model, batch.x, batch.mask)[0])
         self._exemplar_reps = torch.cat(reps)

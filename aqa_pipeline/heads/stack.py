@@ -10,12 +10,13 @@ saw: nested CV. Members that select epochs get a validation split carved from th
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from aqa_pipeline.heads.base import Head, History, Prediction
-from aqa_pipeline.heads.options import Rule
+from aqa_pipeline.heads.options import OptionError, option
 from aqa_pipeline.heads.registry import get_head, head_names, register_head
 from aqa_pipeline.train.data import SequenceData
 from aqa_pipeline.train.protocol import carve_validation
@@ -26,42 +27,54 @@ class StackHead(Head):
     """Non-negative blend of ``members`` (comma-separated head names) fitted on their out-of-fold predictions."""
 
     uses_validation: ClassVar[bool] = False  # it cross-validates its members itself
-    defaults: ClassVar[dict[str, Any]] = {
-        "members": "ridge,mlp",  # chosen: any heads without extra feature kinds
-        "member_options": {},  # head name → its options, e.g. {"weight-score": {"epochs": 10}}
-        "inner_folds": 5,  # chosen: out-of-fold predictions for the blend
-        "val_fraction": 0.15,  # members that select epochs hold out this share of their training part
-    }
-    rules: ClassVar[dict[str, Rule]] = {"inner_folds": Rule(min=2), "val_fraction": Rule(min=0, max=0.5)}
 
-    def __init__(self, **config: Any) -> None:
-        super().__init__(**config)
-        unknown = [n for n in self.names if n not in head_names() or n == "stack"]
-        if len(self.names) < 2 or unknown:
-            raise ValueError(
-                f"stack: members must be at least two of {head_names()} (not stack), got {self.names}"
-            )
-        for name in self.names:
-            if get_head(name).required_roles:
-                raise ValueError(f"stack: {name} needs extra feature kinds {get_head(name).required_roles}")
-            self._member(name)  # options checked now, before any data
+    @dataclass(frozen=True)
+    class Options(Head.Options):
+        members: str = "ridge,mlp"  # chosen: any heads without extra feature kinds
+        # head name → its options, e.g. {"weight-score": {"epochs": 10}}
+        member_options: dict[str, dict[str, Any]] = option({})
+        inner_folds: int = option(5, min=2)  # chosen: out-of-fold predictions for the blend
+        # members that select epochs hold out this share of their training part
+        val_fraction: float = option(0.15, min=0, max=0.5)
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            unknown = [n for n in self.names() if n not in head_names() or n == "stack"]
+            if len(self.names()) < 2 or unknown:
+                raise OptionError(
+                    f"option members={self.members!r}: must be at least two of {head_names()} (not stack)"
+                )
+            for name in self.names():
+                if get_head(name).required_roles:
+                    raise OptionError(
+                        f"option members: {name} needs extra feature kinds {get_head(name).required_roles}"
+                    )
+                self.member(name)  # the members' options checked now, before any data
+
+        def names(self) -> list[str]:
+            return [n.strip() for n in self.members.split(",") if n.strip()]
+
+        def member(self, name: str) -> Head:
+            return get_head(name)(**self.member_options.get(name, {}))
+
+    options: Options
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self.members: list[Head] = []
         self.weights = np.zeros(len(self.names))
         self.intercept = 0.0
 
     @property
     def names(self) -> list[str]:
-        return [n.strip() for n in str(self.config["members"]).split(",") if n.strip()]
-
-    def _member(self, name: str) -> Head:
-        return get_head(name)(**self.config["member_options"].get(name, {}))
+        return self.options.names()
 
     def _fit_member(self, name: str, data: SequenceData, seed: int, **options) -> Head:
-        member = self._member(name)
+        member = self.options.member(name)
         val = None
-        if member.uses_validation and self.config["val_fraction"] > 0:
+        if member.uses_validation and self.options.val_fraction > 0:
             fit, held = carve_validation(
-                np.arange(len(data)), self.config["val_fraction"], np.random.default_rng(seed)
+                np.arange(len(data)), self.options.val_fraction, np.random.default_rng(seed)
             )
             data, val = data.subset(fit), data.subset(held)
         member.fit(data, val, seed=seed, **options)
@@ -69,9 +82,7 @@ class StackHead(Head):
 
     def out_of_fold(self, train: SequenceData, seed: int, **options) -> np.ndarray:
         """(videos, members) predictions, each made by a member that did not train on that video."""
-        folds = np.array_split(
-            np.random.default_rng(seed).permutation(len(train)), self.config["inner_folds"]
-        )
+        folds = np.array_split(np.random.default_rng(seed).permutation(len(train)), self.options.inner_folds)
         predictions = np.zeros((len(train), len(self.names)))
         for held in folds:
             rest = np.setdiff1d(np.arange(len(train)), held)
@@ -100,17 +111,17 @@ class StackHead(Head):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "config": self.config,
+            "config": asdict(self.options),
             "weights": self.weights.tolist(),
             "intercept": self.intercept,
             "members": [member.state_dict() for member in self.members],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.config = state["config"]
+        self.options = self.parse_options(state["config"])
         self.weights, self.intercept = np.asarray(state["weights"]), float(state["intercept"])
         self.members = []
         for name, member_state in zip(self.names, state["members"], strict=True):
-            member = self._member(name)
+            member = self.options.member(name)
             member.load_state_dict(member_state)
             self.members.append(member)

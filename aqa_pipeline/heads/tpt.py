@@ -4,7 +4,7 @@ K learnable queries ("atomic patterns") cross-attend to a video's clips through 
 encoding; a ranking loss orders the queries' attention centres in time and a sparsity loss keeps each one
 compact, so query k comes to describe the k-th phase of the action. A (query, exemplar) pair is compared part by
 part, the K relative vectors are averaged and regressed with CoRe's group-aware intervals (``group_regression``).
-Details follow the authors' code (heads-reference §2.1-2.4), noted ``# code`` in ``defaults``.
+Details follow the authors' code (heads-reference §2.1-2.4), noted ``# code`` in ``Options``.
 
 Long videos: the paper's videos have T = 20 clips and the margin 3.2 was tuned for that. ``segments`` (default
 20) average-pools each video's real clips into that many equal segments before the decoder, so the losses see
@@ -15,13 +15,14 @@ T/``margin_clips``. Attention maps are always returned per clip (a segment's wei
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 from aqa_pipeline.heads.group_regression import ContrastiveHead, IntervalRegressor
-from aqa_pipeline.heads.options import Rule
+from aqa_pipeline.heads.options import dropout_rate, option
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.heads.search import Dimension, Integer, OneOf, Real
 from aqa_pipeline.train.data import SequenceData
@@ -135,28 +136,26 @@ class DecoderLayer(nn.Module):
 class TemporalParser(nn.Module):
     """Decoder (state starts at zero, queries act as DETR-style embeddings), pair encoder and interval heads."""
 
-    def __init__(self, memory_dim: int, config: dict[str, Any]) -> None:
+    def __init__(self, memory_dim: int, options: TPTHead.Options) -> None:
         super().__init__()
-        d, k = config["d_model"], config["queries"]
+        d, k = options.d_model, options.queries
         self.query_embed = nn.Parameter(nn.init.xavier_uniform_(torch.empty(k, d)))
         self.layers = nn.ModuleList(
             DecoderLayer(
                 d,
                 memory_dim,
-                config["d_ffn"],
-                config["dropout"],
-                config["temperature"],
-                config["self_attention_heads"] if i == 0 else None,
+                options.d_ffn,
+                options.dropout,
+                options.temperature,
+                options.self_attention_heads if i == 0 else None,
             )
-            for i in range(config["layers"])
+            for i in range(options.layers)
         )
         self.pair_encoder = nn.Sequential(
-            nn.Linear(2 * d, d), nn.ReLU(), nn.Dropout(config["dropout"]), nn.Linear(d, d)
+            nn.Linear(2 * d, d), nn.ReLU(), nn.Dropout(options.dropout), nn.Linear(d, d)
         )
-        self.regressor = IntervalRegressor(d, config["n_intervals"], config["regressor_hidden"])
-        if config["positional"] not in ("none", "sinusoidal"):
-            raise ValueError(f"tpt: positional must be 'none' or 'sinusoidal', got {config['positional']!r}")
-        self.positional = config["positional"] == "sinusoidal"
+        self.regressor = IntervalRegressor(d, options.n_intervals, options.regressor_hidden)
+        self.positional = options.positional == "sinusoidal"
 
     def forward(self, memory: torch.Tensor, mask: torch.Tensor):
         tgt = torch.zeros(len(memory), *self.query_embed.shape, device=memory.device, dtype=memory.dtype)
@@ -182,49 +181,53 @@ class TPTHead(ContrastiveHead):
         "segments": OneOf((10, 20, 40)),
         "epochs": Integer(20, 80),
     }
-    defaults: ClassVar[dict[str, Any]] = {
-        "d_model": 512,  # code (README command line; opt.py default 1024)
-        "d_ffn": 512,  # code
-        "queries": 5,  # code (current README; K=7 with margin 2 in earlier commits)
-        "layers": 2,  # code
-        "self_attention_heads": 8,  # code: query self-attention in layer 1 only, after the FFN
-        "temperature": 0.07,  # code: learnable τ per layer, initial value
-        "dropout": 0.1,  # code
-        "margin": 3.2,  # code: ranking margin for T = 20 clips
-        "margin_clips": 20,  # code/paper: the clip count the margin was tuned for; None = no rescaling
-        "positional": "none",  # code: none; "sinusoidal" adds relative-position sinusoids to the keys (ours)
-        "part_identity": False,  # code: False; True adds query k's embedding to part k before the pair encoder
-        "segments": 20,  # chosen: pool each video into 20 segments (paper's T); None = decode the clips
-        "rank_weight": 1.0,  # code
-        "sparsity_weight": 0.05,  # code
-        "regressor_hidden": 128,  # code
-        "lr": 1e-4,  # code: decoder and pair encoder
-        "head_lr": 1e-3,  # code: cls / reg heads
-        "batch_size": 24,  # code: 8 GPUs x 3
-        "epochs": 60,  # chosen: code 250 (end-to-end); 60 x 3.7 CPU-s = 3.7 min on Fis-V single-threaded
-    }
-    rules: ClassVar[dict[str, Rule]] = {
-        "margin_clips": Rule(types=(int, type(None)), min=1),
-        "segments": Rule(types=(int, type(None)), min=1),
-    }
+
+    @dataclass(frozen=True)
+    class Options(ContrastiveHead.Options):
+        d_model: int = option(512, min=1)  # code (README command line; opt.py default 1024)
+        d_ffn: int = option(512, min=1)  # code
+        queries: int = option(5, min=1)  # code (current README; K=7 with margin 2 in earlier commits)
+        layers: int = option(2, min=1)  # code
+        # code: query self-attention in layer 1 only, after the FFN
+        self_attention_heads: int = option(8, min=1)
+        temperature: float = option(0.07, min=0, min_open=True)  # code: learnable τ per layer, initial value
+        dropout: float = dropout_rate(0.1)  # code
+        margin: float = 3.2  # code: ranking margin for T = 20 clips
+        # code/paper: the clip count the margin was tuned for; None = no rescaling
+        margin_clips: int | None = option(20, min=1)
+        # code: none; "sinusoidal" adds relative-position sinusoids to the keys (ours)
+        positional: Literal["none", "sinusoidal"] = "none"
+        # code: False; True adds query k's embedding to part k before the pair encoder
+        part_identity: bool = False
+        # chosen: pool each video into 20 segments (paper's T); None = decode the clips
+        segments: int | None = option(20, min=1)
+        rank_weight: float = 1.0  # code
+        sparsity_weight: float = 0.05  # code
+        regressor_hidden: int = option(128, min=1)  # code
+        lr: float = 1e-4  # code: decoder and pair encoder
+        head_lr: float = option(1e-3, min=0, min_open=True)  # code: cls / reg heads
+        batch_size: int = 24  # code: 8 GPUs x 3
+        epochs: int = 60  # chosen: code 250 (end-to-end); 60 x 3.7 CPU-s = 3.7 min on Fis-V single-threaded
+
+    options: Options
     explanation_keys: ClassVar[tuple[str, ...]] = ("attention", "attention_centre")
     clip_axes: ClassVar[dict[str, int | tuple[int, str]]] = {"attention": 1}
 
     def build(self, train: SequenceData) -> nn.Module:
         if len(train.dim) != 1:
             raise ValueError(f"tpt needs (T, D) clip features, got per-clip shape {train.dim}")
-        return TemporalParser(train.dim[0], self.config)
+        return TemporalParser(train.dim[0], self.options)
 
     def configure_optimizer(self, model: nn.Module):
         head = list(model.regressor.parameters())
         head_ids = {id(p) for p in head}
         rest = [p for p in model.parameters() if id(p) not in head_ids]
-        groups = [{"params": rest, "lr": self.config["lr"]}, {"params": head, "lr": self.config["head_lr"]}]
-        return torch.optim.Adam(groups, weight_decay=self.config["weight_decay"]), None
+        groups = [{"params": rest, "lr": self.options.lr}, {"params": head, "lr": self.options.head_lr}]
+        return torch.optim.Adam(groups, weight_decay=self.options.weight_decay), None
 
     def encode(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor):
         lengths = mask.sum(1)
-        segments = self.config["segments"]
+        segments = self.options.segments
         if segments:
             pooling = segment_pooling_matrix(lengths, int(segments), x.shape[1]).to(x.dtype)
             memory, memory_mask = (
@@ -246,16 +249,16 @@ class TPTHead(ContrastiveHead):
         return parts, aux
 
     def regress_pair(self, model, exemplar, query, exemplar_y):
-        if self.config["part_identity"]:  # let the shared pair encoder know which part it compares
+        if self.options.part_identity:  # let the shared pair encoder know which part it compares
             exemplar, query = exemplar + model.query_embed, query + model.query_embed
         pair = model.pair_encoder(torch.cat([exemplar, query], dim=-1)).mean(1)  # average over the K parts
         return model.regressor(pair)
 
     def margin_for(self, lengths: torch.Tensor) -> torch.Tensor:
         """The ranking margin in the decoder's time units: as configured at ``margin_clips`` clips, scaled by T."""
-        margin = torch.full(lengths.shape, float(self.config["margin"]), device=lengths.device)
-        if self.config["margin_clips"]:
-            margin = margin * lengths.to(margin.dtype) / float(self.config["margin_clips"])
+        margin = torch.full(lengths.shape, float(self.options.margin), device=lengths.device)
+        if self.options.margin_clips:
+            margin = margin * lengths.to(margin.dtype) / float(self.options.margin_clips)
         return margin
 
     def auxiliary_loss(self, aux: dict, mask: torch.Tensor):
@@ -267,5 +270,5 @@ class TPTHead(ContrastiveHead):
             centre, spread = attention_centres(attention)
             rank = rank + ranking_loss(centre, lengths, margin)
             sparse = sparse + spread.mean()
-        total = self.config["rank_weight"] * rank + self.config["sparsity_weight"] * sparse
+        total = self.options.rank_weight * rank + self.options.sparsity_weight * sparse
         return total, {"rank": float(rank.detach()), "sparsity": float(sparse.detach())}

@@ -26,7 +26,8 @@ the paper's ablation, and the dense cost that Table 3 compares against (``block_
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -34,13 +35,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from aqa_pipeline.heads.base import TorchHead
-from aqa_pipeline.heads.options import Rule
+from aqa_pipeline.heads.options import dropout_rate, option
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.train.data import Batch, SequenceData
 
 FORMS = ("paper", "code")
-VARIANTS = ("mid", "light")
-OUTPUTS = ("regression", "usdl", "classification")
 TUBE = "tube"  # the extra role holding the per-clip tube masks
 
 
@@ -228,36 +227,48 @@ class TSAHead(TorchHead):
     extra_roles: ClassVar[dict[str, tuple[str, ...]]] = {TUBE: ("tube", "boxes")}
     required_roles: ClassVar[tuple[str, ...]] = (TUBE,)
     clip_axes: ClassVar[dict] = {"tube_attention": 0}  # (clips, t, h, w)
-    defaults: ClassVar[dict[str, Any]] = {
-        "variant": "mid",  # "mid": maps at map_endpoint + I3D tail [paper/code]; "light": Mixed_5c maps [chosen]
-        "map_endpoint": "MaxPool3d_4a_3x3",  # code: TSA_pos = 7 (480 ch, 4×14×14 per clip); "Mixed_4e" also works
-        "form": "paper",  # "paper": θ/φ + 1/N dot product; "code": softmax(XᵀX), no θ/φ [code]
-        "blocks": 1,  # paper: N = 1–3 stacked modules; the released code uses 1
-        "inter_channels": None,  # θ/φ/g width for form "paper" (None = C/2, the non-local default) [chosen]
-        "i3d_weights": "kinetics400",  # stage 2 initialisation [paper]; a path, or None for random (tests)
-        "finetune_i3d": True,  # paper/code train the I3D above TSA; False = frozen stage 2 (cheaper) [chosen switch]
-        "output": "usdl",  # paper (MTL-AQA, AQA-7): USDL; "classification" = FR-FS BCE [code]; "regression" (MSE)
-        "usdl_bins": 101,  # code (USDL, MTL-AQA)
-        "usdl_sigma": 5.0,  # code: Gaussian std in bin units
-        "usdl_kl": "mean",  # code: KLDivLoss default element-wise mean; "batchmean" is the textbook KL
-        "usdl_decode": "expectation",  # chosen (avoids argmax ties); "argmax" = code
-        "dropout": 0.0,  # code: none in the MLP
-        "epochs": 20,  # code (FR-FS)
-        "batch_size": 4,  # code (FR-FS)
-        "lr": 1e-4,  # code
-        "weight_decay": 1e-5,  # code
-        "extra_windows": {TUBE: "aligned"},  # the tube must cover the same clips as the maps
-        "mask_geometry": "tsa_fullframe",  # code: full frame onto the grid; "crop_aware": what I3D saw [chosen option]
-        "mask_tau": None,  # code: any coverage; a float = minimum covered share of a cell (the paper's τ)
-    }
-    rules: ClassVar[dict[str, Rule]] = {
-        "i3d_weights": Rule(types=(str, type(None))),
-        "blocks": Rule(min=1),
-        "mask_tau": Rule(types=(int, float, type(None)), min=0, max=1),
-    }
+
+    @dataclass(frozen=True)
+    class Options(TorchHead.Options):
+        # "mid": maps at map_endpoint + I3D tail [paper/code]; "light": Mixed_5c maps [chosen]
+        variant: Literal["mid", "light"] = "mid"
+        # code: TSA_pos = 7 (480 ch, 4×14×14 per clip); "Mixed_4e" also works
+        map_endpoint: str = "MaxPool3d_4a_3x3"
+        # "paper": θ/φ + 1/N dot product; "code": softmax(XᵀX), no θ/φ [code]
+        form: Literal["paper", "code"] = "paper"
+        blocks: int = option(1, min=1, max=3)  # paper: N = 1–3 stacked modules; the released code uses 1
+        # θ/φ/g width for form "paper" (None = C/2, the non-local default) [chosen]
+        inter_channels: int | None = option(None, min=1)
+        # stage 2 initialisation [paper]; a path, or None for random (tests)
+        i3d_weights: str | None = "kinetics400"
+        # paper/code train the I3D above TSA; False = frozen stage 2 (cheaper) [chosen switch]
+        finetune_i3d: bool = True
+        # paper (MTL-AQA, AQA-7): USDL; "classification" = FR-FS BCE [code]; "regression" (MSE)
+        output: Literal["usdl", "classification", "regression"] = "usdl"
+        usdl_bins: int = option(101, min=2)  # code (USDL, MTL-AQA)
+        usdl_sigma: float = option(5.0, min=0, min_open=True)  # code: Gaussian std in bin units
+        # code: KLDivLoss default element-wise mean; "batchmean" is the textbook KL
+        usdl_kl: Literal["mean", "batchmean"] = "mean"
+        # chosen (avoids argmax ties); "argmax" = code
+        usdl_decode: Literal["expectation", "argmax"] = "expectation"
+        dropout: float = dropout_rate(0.0)  # code: none in the MLP
+        epochs: int = 20  # code (FR-FS)
+        batch_size: int = 4  # code (FR-FS)
+        lr: float = 1e-4  # code
+        weight_decay: float = 1e-5  # code
+        # the tube must cover the same clips as the maps
+        extra_windows: dict[str, int | Literal["aligned"] | None] = option({TUBE: "aligned"})
+        # code: full frame onto the grid; "crop_aware": what I3D saw [chosen option]
+        mask_geometry: Literal["tsa_fullframe", "crop_aware"] = "tsa_fullframe"
+        # code: any coverage; a float = minimum covered share of a cell (the paper's τ)
+        mask_tau: float | None = option(None, min=0, max=1)
+
+    options: Options
 
     @classmethod
-    def adapt_inputs(cls, data: SequenceData, source, *, primary: str, config: dict) -> SequenceData:
+    def adapt_inputs(
+        cls, data: SequenceData, source, *, primary: str, options: TSAHead.Options
+    ) -> SequenceData:
         """Per-frame boxes from the store (kind ``boxes``) → per-clip tube masks on the maps' grid.
 
         Box rows are (F, 4) xyxy, (F, 5) with a score, or (F, 8) polygons at the source-video frame indices in
@@ -277,7 +288,7 @@ class TSAHead(TorchHead):
             raise ValueError("store kind 'boxes' has no 'frame_size' (width, height) in its provenance")
         maps_provenance = source.provenance.get(primary, {})
         clip_len = int(maps_provenance.get("clip_len", 16))
-        geometry = {"geometry": config["mask_geometry"], "tau": config["mask_tau"]}
+        geometry = {"geometry": options.mask_geometry, "tau": options.mask_tau}
         for key in ("resize", "crop"):  # the preset's spatial recipe, for the crop-aware geometry
             if key in maps_provenance:
                 value = maps_provenance[key]
@@ -299,14 +310,7 @@ class TSAHead(TorchHead):
 
     # -- data checks --------------------------------------------------------------------------------------------
     def _check(self, data: SequenceData) -> None:
-        config = self.config
-        for key, allowed in (("variant", VARIANTS), ("form", FORMS), ("output", OUTPUTS)):
-            if config[key] not in allowed:
-                raise ValueError(f"head {self.name!r}: {key}={config[key]!r}; choose from {allowed}")
-        if not 1 <= int(config["blocks"]) <= 3:
-            raise ValueError(
-                f"head {self.name!r}: blocks={config['blocks']}; the paper stacks 1 to 3 modules"
-            )
+        options = self.options
         if len(data.dim) not in (3, 4):
             raise ValueError(
                 f"head {self.name!r}: x must be per-clip maps (C, t, h, w) or (C, h, w); got per-clip shape {data.dim}"
@@ -319,7 +323,7 @@ class TSAHead(TorchHead):
                 f"head {self.name!r} needs tube masks as extra role {role!r} (have {sorted(data.extra)}); "
                 "extract feature kind 'boxes' and map it to this role, or use head 'nl-net'"
             )
-        if config["extra_windows"].get(role) != "aligned":
+        if options.extra_windows.get(role) != "aligned":
             raise ValueError(f"head {self.name!r}: extra_windows[{role!r}] must be 'aligned' with the maps")
         for vid, maps, tube in zip(data.ids, data.x, data.extra[role], strict=True):
             if len(tube) != len(maps) or tube.ndim != 4:
@@ -331,36 +335,34 @@ class TSAHead(TorchHead):
     def prepare(self, train: SequenceData, generator: torch.Generator) -> None:
         self._check(train)
         y = np.asarray(train.y, dtype=np.float64)
-        if self.config["output"] == "classification" and not np.isin(y, (0.0, 1.0)).all():
+        if self.options.output == "classification" and not np.isin(y, (0.0, 1.0)).all():
             raise ValueError(
                 f"head {self.name!r}: output 'classification' needs 0/1 targets, got {np.unique(y)[:5]}"
             )
         self.y_range = (float(y.min()), float(y.max()) if np.ptp(y) > 0 else float(y.min()) + 1.0)
 
     def build(self, train: SequenceData) -> nn.Module:
-        config = self.config
+        options = self.options
         channels = int(train.dim[0])
         stage2, clip_dim = None, channels
-        if config["variant"] == "mid":
+        if options.variant == "mid":
             from aqa_pipeline.encoders.i3d import FEATURE_DIM, endpoint_shape
 
-            expected = endpoint_shape(config["map_endpoint"], 16, 224, 224)[0]
+            expected = endpoint_shape(options.map_endpoint, 16, 224, 224)[0]
             if channels != expected:
                 raise ValueError(
-                    f"head {self.name!r}: maps have {channels} channels but {config['map_endpoint']} has {expected}; "
+                    f"head {self.name!r}: maps have {channels} channels but {options.map_endpoint} has {expected}; "
                     "set map_endpoint to the cached layer, or variant='light' for Mixed_5c maps"
                 )
-            stage2 = I3DTail(config["map_endpoint"], config["i3d_weights"], bool(config["finetune_i3d"]))
+            stage2 = I3DTail(options.map_endpoint, options.i3d_weights, bool(options.finetune_i3d))
             clip_dim = FEATURE_DIM
-        outputs = int(config["usdl_bins"]) if config["output"] == "usdl" else 1
-        return TSANet(channels, int(config["blocks"]), config["inter_channels"], config["form"], stage2,
-                      clip_dim, outputs, float(config["dropout"]))  # fmt: skip
+        outputs = int(options.usdl_bins) if options.output == "usdl" else 1
+        return TSANet(channels, int(options.blocks), options.inter_channels, options.form, stage2,
+                      clip_dim, outputs, float(options.dropout))  # fmt: skip
 
     def configure_optimizer(self, model: nn.Module):
         trainable = [p for p in model.parameters() if p.requires_grad]
-        return torch.optim.Adam(
-            trainable, lr=self.config["lr"], weight_decay=self.config["weight_decay"]
-        ), None
+        return torch.optim.Adam(trainable, lr=self.options.lr, weight_decay=self.options.weight_decay), None
 
     # -- forward, loss, prediction ------------------------------------------------------------------------------
     def _forward(self, model: TSANet, batch: Batch):
@@ -379,11 +381,11 @@ class TSAHead(TorchHead):
 
     def _bins(self, y: torch.Tensor) -> torch.Tensor:
         low, high = self.y_range
-        return ((y - low) / (high - low)).clamp(0, 1) * (int(self.config["usdl_bins"]) - 1)
+        return ((y - low) / (high - low)).clamp(0, 1) * (int(self.options.usdl_bins) - 1)
 
     def loss(self, model: nn.Module, batch: Batch):
         logits, _ = self._forward(model, batch)
-        output = self.config["output"]
+        output = self.options.output
         if output == "regression":
             loss = F.mse_loss(logits[:, 0], batch.y)
         elif output == "classification":
@@ -391,17 +393,17 @@ class TSAHead(TorchHead):
         else:
             grid = torch.arange(logits.shape[1], device=logits.device, dtype=logits.dtype)
             soft = torch.exp(
-                -0.5 * ((grid[None, :] - self._bins(batch.y)[:, None]) / self.config["usdl_sigma"]) ** 2
+                -0.5 * ((grid[None, :] - self._bins(batch.y)[:, None]) / self.options.usdl_sigma) ** 2
             )
             soft = soft / soft.sum(1, keepdim=True)
             kl = F.kl_div(logits.log_softmax(1), soft, reduction="sum")
             # "mean": the code's KLDivLoss default (÷ batch × bins, spelled out: PyTorch will change it); else ÷ batch
-            loss = kl / (soft.numel() if self.config["usdl_kl"] == "mean" else len(soft))
+            loss = kl / (soft.numel() if self.options.usdl_kl == "mean" else len(soft))
         return loss, {output: float(loss.detach())}
 
     def predict_batch(self, model: nn.Module, batch: Batch):
         logits, attention = self._forward(model, batch)
-        output = self.config["output"]
+        output = self.options.output
         if output == "regression":
             y = logits[:, 0]
         elif output == "classification":
@@ -409,7 +411,7 @@ class TSAHead(TorchHead):
         else:
             probabilities = logits.softmax(1)
             grid = torch.arange(logits.shape[1], device=logits.device, dtype=logits.dtype)
-            if self.config["usdl_decode"] == "argmax":
+            if self.options.usdl_decode == "argmax":
                 position = probabilities.argmax(1).to(logits.dtype)
             else:
                 position = probabilities @ grid

@@ -6,7 +6,7 @@ video score is Σ weight × score, so the weights say *which moments* drove the 
 went. An attention loss ties the self-attention and cross-attention outputs together (against temporal skipping).
 
 Faithful to the authors' code (``heads-reference.md`` §4.2) with these deliberate differences, each an option (the
-other chosen defaults, width, lr, epochs and the attention-loss reduction, say why beside them in ``defaults``):
+other chosen defaults, width, lr, epochs and the attention-loss reduction, say why beside them in ``Options``):
 - ``query_init``: the code overwrites the queries with fresh N(0, query_std²) noise on *every* forward, test
   included (``"resample"``), so its predictions are random. Default ``"learned"``: queries drawn once from the same
   Gaussian and then trained, so inference is deterministic.
@@ -34,7 +34,8 @@ prediction. It is an attribution through one attention map, not a causal effect.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,16 +43,10 @@ from torch import nn
 
 from aqa_pipeline.heads.base import TorchHead, input_statistics
 from aqa_pipeline.heads.layers import Attention, FastDropout
-from aqa_pipeline.heads.options import Rule
+from aqa_pipeline.heads.options import dropout_rate, option
 from aqa_pipeline.heads.registry import register_head
 from aqa_pipeline.heads.search import OPTIMISER_SPACE, Dimension, Integer, OneOf, Real
 from aqa_pipeline.train.data import Batch, SequenceData
-
-QUERY_INITS = ("learned", "resample")
-RESIDUALS = ("standard", "code")
-SCHEDULES = ("cosine", "step_per_iteration", "none")
-REDUCTIONS = ("sum", "mean")
-INPUT_NORMS = ("standardise", "none")
 
 
 def sinusoidal_encoding(length: int, dim: int) -> torch.Tensor:
@@ -119,26 +114,24 @@ def _mlp(d_model: int) -> nn.Sequential:
 
 
 class WeightScoreModel(nn.Module):
-    def __init__(self, in_dim: int, config: dict[str, Any]) -> None:
+    def __init__(self, in_dim: int, options: WeightScoreHead.Options) -> None:
         super().__init__()
         # identity unless build() sets them from the training clips (input_norm="standardise"); saved with the weights
         self.register_buffer("input_mean", torch.zeros(in_dim))
         self.register_buffer("input_std", torch.ones(in_dim))
-        d_model = int(config["d_model"] or in_dim)
+        d_model = int(options.d_model or in_dim)
         # the code decodes the raw clip features; a width makes it a linear projection first (cheaper on CPU)
-        self.project = nn.Linear(in_dim, d_model) if config["d_model"] else nn.Identity()
-        n_head = config["n_head"]
+        self.project = nn.Linear(in_dim, d_model) if options.d_model else nn.Identity()
+        n_head = options.n_head
         if d_model % n_head:
             raise ValueError(f"weight-score: feature dim {d_model} is not divisible by n_head={n_head}")
-        self.query_init, self.query_std = config["query_init"], float(config["query_std"])
-        q_number = int(config["q_number"])
+        self.query_init, self.query_std = options.query_init, float(options.query_std)
+        q_number = int(options.q_number)
         self.queries = nn.Parameter(torch.randn(q_number, d_model) * self.query_std)
         self.register_buffer("position", sinusoidal_encoding(q_number, d_model))
         self.layers = nn.ModuleList(
-            PreNormDecoderLayer(
-                d_model, n_head, config["ffn"] or d_model, config["dropout"], config["residual"]
-            )
-            for _ in range(config["n_layers"])
+            PreNormDecoderLayer(d_model, n_head, options.ffn or d_model, options.dropout, options.residual)
+            for _ in range(options.n_layers)
         )
         self.norm = nn.LayerNorm(d_model)
         self.weight_mlp = _mlp(d_model)
@@ -198,65 +191,65 @@ class WeightScoreHead(TorchHead):
         "attention_loss_weight": Real(0.1, 3.0, log=True),
         "epochs": Integer(10, 40),
     }
-    defaults: ClassVar[dict[str, Any]] = {
-        "q_number": 136,  # code (Fis-V; RG 68, LOGO 48): one query per position of the train window
-        "window": 136,  # code (Fis-V): random contiguous crop; keep equal to q_number as the code does
-        "test_window": "full",  # chosen: whole video, deterministic (code: random 136-clip crop at test too)
+
+    @dataclass(frozen=True)
+    class Options(TorchHead.Options):
+        # code (Fis-V; RG 68, LOGO 48): one query per position of the train window
+        q_number: int = option(136, min=1)
+        # code (Fis-V): random contiguous crop; keep equal to q_number as the code does
+        window: int | None = 136
+        # chosen: whole video, deterministic (code: random 136-clip crop at test too)
+        test_window: Literal["full"] | int = "full"
         # chosen: a 1024→128 projection first (CPU budget: 20 epochs in < 5 min on 2 cores); None = code: the
         # raw clip features (1024 for VST), ~8× slower
-        "d_model": 128,
-        "input_norm": "standardise",  # chosen (module docstring); "none" = code: raw features
-        "n_head": 4,  # code
-        "ffn": None,  # None = d_model, the code's ratio (1024 at its width 1024); 1024 at d_model=128 is 1.8x slower
-        "dropout": 0.7,  # code
-        "n_layers": 2,  # code
-        "query_init": "learned",  # chosen: deterministic; "resample" = code (fresh noise every forward)
-        "query_std": 5.0,  # code (Fis-V; RG 2, LOGO 0.5), named "variance" there but used as the std
-        "residual": "standard",  # chosen: usual pre-norm residual; "code" drops it after self-attention
-        "attention_loss_weight": 1.0,  # code
+        d_model: int | None = option(128, min=1)
+        # chosen (module docstring); "none" = code: raw features
+        input_norm: Literal["standardise", "none"] = "standardise"
+        n_head: int = option(4, min=1)  # code
+        # None = d_model, the code's ratio (1024 at its width 1024); 1024 at d_model=128 is 1.8x slower
+        ffn: int | None = option(None, min=1)
+        dropout: float = dropout_rate(0.7)  # code
+        n_layers: int = option(2, min=1)  # code
+        # chosen: deterministic; "resample" = code (fresh noise every forward)
+        query_init: Literal["learned", "resample"] = "learned"
+        # code (Fis-V; RG 2, LOGO 0.5), named "variance" there but used as the std
+        query_std: float = option(5.0, min=0)
+        # chosen: usual pre-norm residual; "code" drops it after self-attention
+        residual: Literal["standard", "code"] = "standard"
+        attention_loss_weight: float = option(1.0, min=0)  # code
         # chosen: "mean" divides by B × Q. "sum" = code (over videos × rows × layers): on Fis-V it outweighs the
         # MSE ~70× at the start and the score is not learned (CV fold 0: ρ 0.12 against 0.39 with "mean")
-        "attention_loss_reduction": "mean",
-        "prediction_noise": 0.05,  # code (dino_loss, RG/Fis-V): N(0, σ²) added to ŷ before the MSE
-        "lr": 1e-3,  # chosen: 20 epochs are 180-260 steps on Fis-V (code: 1e-4 for 400 steps, then 1e-5)
-        "weight_decay": 1e-5,  # code
-        "batch_size": 32,  # code (Fis-V)
-        "lr_schedule": "cosine",  # chosen; "step_per_iteration" = code's StepLR stepped every iteration
-        "lr_step": 400,  # code: StepLR step (iterations) for "step_per_iteration"
-        "lr_gamma": 0.1,  # code
-        "epochs": 20,  # chosen: CPU budget (code: 1000 nominal, but LR ≤ 1e-7 after ~160 RG epochs)
-    }
-    rules: ClassVar[dict[str, Rule]] = {
-        "d_model": Rule(types=(int, type(None)), min=1),
-        "ffn": Rule(types=(int, type(None)), min=1),
-    }
+        attention_loss_reduction: Literal["mean", "sum"] = "mean"
+        # code (dino_loss, RG/Fis-V): N(0, σ²) added to ŷ before the MSE
+        prediction_noise: float = option(0.05, min=0)
+        lr: float = 1e-3  # chosen: 20 epochs are 180-260 steps on Fis-V (code: 1e-4 for 400 steps, then 1e-5)
+        weight_decay: float = 1e-5  # code
+        batch_size: int = 32  # code (Fis-V)
+        # chosen; "step_per_iteration" = code's StepLR stepped every iteration
+        lr_schedule: Literal["cosine", "step_per_iteration", "none"] = "cosine"
+        lr_step: int = option(400, min=1)  # code: StepLR step (iterations) for "step_per_iteration"
+        lr_gamma: float = 0.1  # code
+        epochs: int = 20  # chosen: CPU budget (code: 1000 nominal, but LR ≤ 1e-7 after ~160 RG epochs)
+
+    options: Options
 
     def build(self, train: SequenceData) -> nn.Module:
         if len(train.dim) != 1:
             raise ValueError(f"weight-score expects (T, D) clip features, got per-clip shape {train.dim}")
-        for key, allowed in (
-            ("query_init", QUERY_INITS),
-            ("residual", RESIDUALS),
-            ("lr_schedule", SCHEDULES),
-            ("attention_loss_reduction", REDUCTIONS),
-            ("input_norm", INPUT_NORMS),
-        ):
-            if self.config[key] not in allowed:
-                raise ValueError(f"weight-score: {key} must be one of {allowed}, got {self.config[key]!r}")
-        model = WeightScoreModel(train.dim[0], self.config)
-        if self.config["input_norm"] == "standardise":
+        model = WeightScoreModel(train.dim[0], self.options)
+        if self.options.input_norm == "standardise":
             model.input_mean, model.input_std = (torch.as_tensor(v) for v in input_statistics(train.x))
         return model
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         out = model(batch.x, batch.mask)
         prediction = out["prediction"]
-        if self.config["prediction_noise"]:
-            prediction = prediction + torch.randn_like(prediction) * self.config["prediction_noise"]
+        if self.options.prediction_noise:
+            prediction = prediction + torch.randn_like(prediction) * self.options.prediction_noise
         mse = F.mse_loss(prediction, batch.y)
-        reduction = self.config["attention_loss_reduction"]
+        reduction = self.options.attention_loss_reduction
         attention = sum(gram_kl_loss(s, c, reduction) for s, c in out["attention_pairs"])
-        total = mse + self.config["attention_loss_weight"] * attention
+        total = mse + self.options.attention_loss_weight * attention
         return total, {"mse": float(mse.detach()), "attention": float(attention.detach())}
 
     def predict_batch(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -267,16 +260,14 @@ class WeightScoreHead(TorchHead):
         return out["prediction"], {"weights": clip_weights, "clip_scores": clip_scores}
 
     def configure_optimizer(self, model: nn.Module):
-        config = self.config
-        optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
-        if config["lr_schedule"] == "cosine":
+        options = self.options
+        optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+        if options.lr_schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=max(int(config["epochs"]), 1)
+                optimizer, T_max=max(int(options.epochs), 1)
             )
-        elif config["lr_schedule"] == "step_per_iteration":
-            scheduler = torch.optim.lr_scheduler.StepLR(
-                optimizer, config["lr_step"], gamma=config["lr_gamma"]
-            )
+        elif options.lr_schedule == "step_per_iteration":
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, options.lr_step, gamma=options.lr_gamma)
             scheduler.per_iteration = True
         else:
             scheduler = None

@@ -148,8 +148,8 @@ def to_sequences(
         judges=None if judges is None or np.isnan(judges).any() else judges,
         to_working=transform.forward,
     )
-    config = {**head_cls.all_defaults(), **head_options}
-    return head_cls.adapt_inputs(sequences, data, primary=loaded.primary, config=config)
+    options = head_cls.parse_options(head_options)
+    return head_cls.adapt_inputs(sequences, data, primary=loaded.primary, options=options)
 
 
 @dataclass(frozen=True)

@@ -185,7 +185,6 @@ def run(
     started = time.perf_counter()
     check_fit_config(config)
     head_cls = get_head(config.head)
-    head_cls(**config.head_options)  # validate options before loading anything
     if config.log and out_dir is None:
         raise ValueError(f"--log {config.log} writes beside the run: give --out")
     if out_dir is not None:
@@ -252,7 +251,7 @@ def _final_model(
         )
         return config, fold, {"videos": len(fold.fit), "refit": None}
     best = [h["best_epoch"] for h in histories if h["seed"] == config.seeds[0] and h["best_epoch"]]
-    epochs = max(1, int(np.median(best))) if best else int(head_cls(**config.head_options).config["epochs"])
+    epochs = max(1, int(np.median(best))) if best else head_cls.parse_options(config.head_options).epochs
     refit = replace(config, head_options={**config.head_options, "epochs": epochs})
     fold = final_fold(n_train, seed=config.seeds[0], val_fraction=0.0, uses_validation=False)
     return refit, fold, {"videos": n_train, "refit": "epochs", "epochs": epochs, "fold_best_epochs": best}
@@ -270,7 +269,7 @@ def write_run_dir(
 
     head_cls = get_head(config.head)
     # config.json is exactly what --config takes (every head option resolved); the rest describes the inputs.
-    resolved_fit = {**asdict(config), "head_options": {**head_cls.all_defaults(), **config.head_options}}
+    resolved_fit = {**asdict(config), "head_options": asdict(head_cls.parse_options(config.head_options))}
     inputs = {
         "store": str(store.path),
         "dataset": store.dataset,

@@ -106,7 +106,6 @@ def tune(
     config = replace(config, cv=config.cv or DEFAULT_CV, final_model=False, progress=False, log=None)
     check_fit_config(config)
     head_cls = get_head(config.head)
-    head_cls(**config.head_options)  # the fixed options, before anything is loaded
     searched = searched_space(config)
     out = _prepare_dir(Path(out_dir), overwrite)
     study = _open_study(out, config)
