@@ -96,6 +96,16 @@ def json_option(func: Callable) -> Callable:
     )(func)
 
 
+def ray_address_option(func: Callable) -> Callable:
+    """``--ray-address``: the Ray cluster an ``--engine ray`` command joins."""
+    return click.option(
+        "--ray-address",
+        metavar="ADDR",
+        help="With --engine ray: the cluster to join (auto, or head-node:6379 as `ray start --head` prints); "
+        "default: a Ray started on this machine.",
+    )(func)
+
+
 def echo_json(value: Any) -> None:
     """The ``--json`` output: numpy scalars and paths become plain JSON values."""
     click.echo(json.dumps(value, indent=2, default=_plain))

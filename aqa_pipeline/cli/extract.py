@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 import click
 
-from aqa_pipeline.cli.common import device_option, echo_json, json_option, verbose_option, version_option
+from aqa_pipeline.cli.common import (
+    device_option,
+    echo_json,
+    json_option,
+    ray_address_option,
+    verbose_option,
+    version_option,
+)
 from aqa_pipeline.cli.errors import AqaCommand
 from aqa_pipeline.encoders.registry import ENCODERS, default_encoder
 from aqa_pipeline.video.presets import DATASET_PRESETS, NORMALISATIONS, PAD_POLICIES, PRESETS
@@ -205,10 +212,7 @@ Re-running the same command resumes: finished videos are skipped. Failures are l
     "cuda), on the cluster at --ray-address or a Ray started here; needs pip install 'aqa-pipeline[ray]'. "
     "Scene kinds only (not --boxes/--actor/--crops/--show-pred/--limit).",
 )
-@click.option(
-    "--ray-address",
-    help="With --engine ray: the cluster to join (auto, or head-node:6379 as `ray start --head` prints).",
-)
+@ray_address_option
 @click.option(
     "--ray-actors",
     type=click.IntRange(min=1),

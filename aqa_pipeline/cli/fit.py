@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from aqa_pipeline.cli.common import device_option, echo_json, json_option, verbose_option, version_option
+from aqa_pipeline.cli.common import (
+    device_option,
+    echo_json,
+    json_option,
+    ray_address_option,
+    verbose_option,
+    version_option,
+)
 from aqa_pipeline.cli.errors import AqaCommand
 from aqa_pipeline.heads.registry import head_names
 from aqa_pipeline.train.tracking import TRACKERS
@@ -155,12 +162,7 @@ def _read_config(path: str | None) -> dict:
     help="ray: every fit (and every --tune trial's fits) a Ray task, on the cluster at --ray-address or on a "
     "Ray started on this machine; needs pip install 'aqa-pipeline[ray]'.",
 )
-@click.option(
-    "--ray-address",
-    default=None,
-    metavar="ADDR",
-    help="With --engine ray: the cluster to join (e.g. auto, or head-node:6379, as `ray start --head` prints).",
-)
+@ray_address_option
 @click.option(
     "--final-model/--no-final-model",
     default=None,
