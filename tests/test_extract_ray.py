@@ -16,15 +16,19 @@ import pytest
 import torch
 from click.testing import CliRunner
 from test_extract import TINY, run  # tests/ is on sys.path (rootdir conftest, no __init__)
+from test_extract_actors import LIFTER
 from test_video import write_counter_video
 
+from aqa_pipeline.actors import ActorOptions
 from aqa_pipeline.cli.extract import main as extract_cli
 from aqa_pipeline.encoders.base import LoadedWeights
 from aqa_pipeline.encoders.i3d import I3DEncoder, InceptionI3d
+from aqa_pipeline.encoders.image import ImageEncoder
 from aqa_pipeline.encoders.weights import sha256_of
-from aqa_pipeline.extract import jobs_from_paths
+from aqa_pipeline.extract import VideoJob, jobs_from_paths
 from aqa_pipeline.extract.ray_engine import RayPlan, extract_features_ray
 from aqa_pipeline.store import FeatureStore
+from aqa_pipeline.track.nanotrack import nanotrack_v2
 
 ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra (in [dev])")
 pytestmark = pytest.mark.slow
@@ -69,8 +73,8 @@ def run_ray(jobs, store, model, plan=TEST_PLAN, **kwargs):
 
 def stores_match(a: Path, b: Path) -> None:
     left, right = FeatureStore(a), FeatureStore(b)
-    assert sorted(left.video_ids()) == sorted(right.video_ids())
-    for kind in ("i3d", "i3d_maps"):
+    assert sorted(left.video_ids()) == sorted(right.video_ids()) and left.kinds == right.kinds
+    for kind in left.kinds:
         assert left.provenance(kind) == right.provenance(kind)
         one, two = left.load(kind), right.load(kind)
         by_id = dict(zip(two.ids, zip(two.features[kind], two.times[kind], strict=True), strict=True))
@@ -128,7 +132,10 @@ from aqa_pipeline.cli.extract import main as extract_cli
 from aqa_pipeline.encoders.base import LoadedWeights
 from aqa_pipeline.encoders.i3d import I3DEncoder, InceptionI3d
 from aqa_pipeline.encoders.weights import sha256_of
-from aqa_pipeline.extract import jobs_from_paths
+from aqa_pipeline.actors import ActorOptions
+from aqa_pipeline.encoders.image import ImageEncoder
+from aqa_pipeline.extract import VideoJob, jobs_from_paths
+from aqa_pipeline.track.nanotrack import nanotrack_v2
 from aqa_pipeline.extract import run as run_module
 from aqa_pipeline.extract.ray_engine import RayPlan, extract_features_ray
 from test_extract import TINY
@@ -204,7 +211,7 @@ def test_cli_engine_ray_on_the_real_dive_with_the_real_i3d(
 
 @pytest.mark.parametrize(
     ("extra", "named"),
-    [(["--engine", "ray", "--boxes"], "--boxes"), (["--engine", "ray", "--workers", "2"], "--workers"),
+    [(["--engine", "ray", "--workers", "2"], "--workers"),
      (["--ray-actors", "2"], "--ray-actors"), (["--engine", "ray", "--show-pred", "--limit", "1"], "--show-pred, --limit")],
 )  # fmt: skip
 def test_cli_refuses_what_the_ray_engine_cannot_do_before_any_work(tmp_path, extra, named):
@@ -214,3 +221,26 @@ def test_cli_refuses_what_the_ray_engine_cannot_do_before_any_work(tmp_path, ext
     )
     assert result.exit_code == 2 and named in result.output
     assert not (tmp_path / "f.h5.shards").exists()
+
+
+@pytest.mark.realdata
+def test_athlete_kinds_on_ray_equal_the_local_ones(tmp_path, local_ray, weights_dir, data_dir, tiny_model):
+    """Tracked boxes, actor clips and tracked-box crops: tracking in the decoding tasks, crops encoded in the
+    actors, the same store as the local engine (the real NanoTrack V2 on the real weightlifting clip)."""
+    video = str(data_dir / "videos" / "weightlifting_clean_and_jerk.mp4")
+    jobs = [VideoJob(f"lift{i}", video, start, start + 40, {"split": "train", "score": float(i)})
+            for i, start in enumerate([0, 30])]  # fmt: skip
+    options = ActorOptions(store_boxes=True, actor_clips=True, crop_encoder=ImageEncoder.random("mobilenet_v2"),
+                           tracker=nanotrack_v2(weights_dir / "nanotrack_v2.pth"), init_boxes=LIFTER,
+                           crop_boxes="tracked")  # fmt: skip
+    local = run(jobs, tmp_path / "local.h5", tiny_model, actors=options)
+    on_ray = run_ray(jobs, tmp_path / "ray.h5", tiny_model, actors=options)
+    assert sorted(on_ray.done) == sorted(local.done) == ["lift0", "lift1"]
+    assert FeatureStore(tmp_path / "ray.h5").kinds == [
+        "boxes",
+        "i3d",
+        "i3d_actor",
+        "i3d_maps",
+        "mobilenet_crops",
+    ]
+    stores_match(tmp_path / "local.h5", tmp_path / "ray.h5")

@@ -210,7 +210,7 @@ Re-running the same command resumes: finished videos are skipped. Failures are l
     show_default=True,
     help="ray: decoding as Ray CPU tasks streaming into a pool of encoder actors (one GPU each with --device "
     "cuda), on the cluster at --ray-address or a Ray started here; needs pip install 'aqa-pipeline[ray]'. "
-    "Scene kinds only (not --boxes/--actor/--crops/--show-pred/--limit).",
+    "Not with --show-pred, --limit or --workers.",
 )
 @ray_address_option
 @click.option(
@@ -244,14 +244,17 @@ def main(as_json: bool, **options) -> None:
     check_not_an_input(request.store, [job.path for job in jobs])
     encoder_name = request.encoder or default_encoder(dataset_name)
     preset = request.preset(dataset_name, encoder_name, jobs)
-    actors = _actor_options(request.device, **request.actor_settings)
+    # on Ray, tracking and detection run in the decoding tasks, on their CPUs
+    actors = _actor_options("cpu" if engine.name == "ray" else request.device, **request.actor_settings)
     encoder = _load_encoder(encoder_name, request, preset)
     device_type = torch.device(request.device).type
     if request.threads and device_type == "cpu":
         torch.set_num_threads(request.threads)
     try:
         if engine.name == "ray":
-            summary = _extract_on_ray(engine, request, jobs, encoder, preset, dataset_name, device_type)
+            summary = _extract_on_ray(
+                engine, request, jobs, encoder, actors, preset, dataset_name, device_type
+            )
         else:
             summary = extract_features(
                 jobs,
@@ -292,9 +295,6 @@ class EngineRequest:
                 raise click.UsageError("--ray-address / --ray-actors need --engine ray")
             return
         local_only = {
-            "--boxes": request.actor_settings["store_boxes"],
-            "--actor": request.actor_settings["actor_clips"],
-            "--crops": request.actor_settings["crop_encoder"],
             "--show-pred": request.show_pred,
             "--limit": request.limit is not None,
             "--workers": request.workers is not None,
@@ -302,8 +302,8 @@ class EngineRequest:
         given = [name for name, value in local_only.items() if value]
         if given:
             raise click.UsageError(
-                f"{', '.join(given)}: the local engine's (on Ray, decoding runs as Ray tasks and only the scene "
-                "kinds are extracted); drop them or use --engine local"
+                f"{', '.join(given)}: the local engine's (on Ray, decoding runs as Ray tasks); drop them or use "
+                "--engine local"
             )
 
 
@@ -379,7 +379,7 @@ class ExtractRequest:
 
 
 def _extract_on_ray(
-    engine: EngineRequest, request: ExtractRequest, jobs, encoder, preset, dataset, device_type
+    engine: EngineRequest, request: ExtractRequest, jobs, encoder, actors, preset, dataset, device_type
 ):
     from aqa_pipeline.extract import DEFAULT_BATCH_SIZE
     from aqa_pipeline.extract.ray_engine import RayPlan, extract_features_ray
@@ -393,7 +393,7 @@ def _extract_on_ray(
     )
     try:
         return extract_features_ray(
-            jobs, request.store, encoder=encoder, preset=preset, dataset=dataset, plan=plan,
+            jobs, request.store, encoder=encoder, preset=preset, dataset=dataset, plan=plan, actors=actors,
             batch_size=request.batch_size or DEFAULT_BATCH_SIZE[device_type], num_shards=request.num_shards,
             shard_index=request.shard_index,
         )  # fmt: skip

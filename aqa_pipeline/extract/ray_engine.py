@@ -10,12 +10,14 @@
   are skipped on resume, a failed video is recorded and the rest continue.
 
 Why Ray Data rather than hand-rolled tasks: its streaming executor gives the back-pressure (decoded clips wait
-in a bounded object store, ``object_store_bytes``, however long the job list is) and the fault tolerance: a
+in Ray's bounded object store, however long the job list is) and the fault tolerance: a
 decode task whose worker dies is retried, and a dead encoder actor is restarted and its in-flight batch redone,
 so a lost worker or node costs only its in-flight videos. If the driver itself dies, every video it wrote is
 kept in the shard's partial file and the same command resumes.
 
-The athlete-centred kinds (``--boxes``, ``--actor``, ``--crops``) and ``--show-pred`` stay on the local engine.
+The athlete-centred kinds (``--boxes``, ``--actor``, ``--crops``) come along: tracking (and detection) run in
+the decoding tasks on the CPU, in lock-step waves over one source file's samples (the local engine's waves can span
+files), and the crop encoder runs in the encoder actors. ``--show-pred`` and ``--limit`` stay on the local engine.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from aqa_pipeline.actors import ActorOptions
 from aqa_pipeline.encoders.base import FrozenEncoder
 from aqa_pipeline.extract.jobs import VideoJob
-from aqa_pipeline.extract.run import Extraction, ExtractSummary, prepared_run
+from aqa_pipeline.extract.run import Extraction, ExtractSummary, PreparedRun, prepared_run
 from aqa_pipeline.extract.source import ClipItem, ClipSource, FailedItem
 from aqa_pipeline.extract.writer import RunKinds
 from aqa_pipeline.ray_cluster import ray_session
@@ -49,7 +52,6 @@ class RayPlan:
     cpus_per_actor: float = 1.0  # also each actor's torch threads (rounded up)
     gpus_per_actor: float = 0.0  # 1 on GPU machines: each actor owns a GPU
     decode_cpus: float = 1.0  # per decoding task
-    object_store_bytes: int | None = None  # back-pressure budget for decoded clips; None: Ray Data's default
 
     def __post_init__(self) -> None:
         if self.actors < 1:
@@ -87,10 +89,10 @@ class _Collected:
 
 
 def _decode(
-    batch: dict[str, np.ndarray], groups: list[list[VideoJob]], preset: Preset
+    batch: dict[str, np.ndarray], groups: list[list[VideoJob]], preset: Preset, actors: ActorOptions | None
 ) -> dict[str, np.ndarray]:
-    """One source file's samples, decoded (a CPU task)."""
-    items = [item for group in batch["group"] for item in ClipSource(groups[group], preset)]
+    """One source file's samples, decoded (and tracked, cropped) in a CPU task."""
+    items = [item for group in batch["group"] for item in ClipSource(groups[group], preset, actors)]
     return {"item": np.array(items, dtype=object)}
 
 
@@ -98,15 +100,23 @@ class _EncoderActor:
     """Holds one copy of the encoder; each call encodes the clips of a batch of decoded items."""
 
     def __init__(
-        self, encoder: FrozenEncoder, kinds: RunKinds, batch_size: int, device: str, threads: int
+        self,
+        encoder: FrozenEncoder,
+        kinds: RunKinds,
+        actors: ActorOptions | None,
+        batch_size: int,
+        device: str,
+        threads: int,
     ) -> None:
         torch.set_num_threads(threads)
         self.encoder = encoder.to(device)  # Ray gave a GPU actor its own GPU as cuda:0
-        self.kinds, self.batch_size = kinds, batch_size
+        if actors is not None and actors.crop_encoder is not None:
+            actors.crop_encoder.to(device)
+        self.kinds, self.actors, self.batch_size = kinds, actors, batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         output = _Collected()
-        extraction = Extraction(output, self.encoder, self.kinds, None, show_predictions=False)
+        extraction = Extraction(output, self.encoder, self.kinds, self.actors, show_predictions=False)
         for item in batch["item"]:
             if isinstance(item, ClipItem):
                 output.clips[item.id] = len(item.clips)
@@ -126,24 +136,23 @@ def extract_features_ray(
     preset: Preset,
     dataset: str,
     plan: RayPlan,
+    actors: ActorOptions | None = None,
     batch_size: int = 4,
     num_shards: int = 1,
     shard_index: int = 0,
     progress: bool = True,
 ) -> ExtractSummary:
-    """:func:`~aqa_pipeline.extract.run.extract_features` for the scene kinds, on Ray (module docstring)."""
+    """:func:`~aqa_pipeline.extract.run.extract_features` on Ray (module docstring)."""
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
     with prepared_run(
         jobs, store, encoder=encoder, preset=preset, dataset=dataset, device="cpu", num_shards=num_shards,
-        shard_index=shard_index, limit=None, show_predictions=False, actors=None, progress=progress,
+        shard_index=shard_index, limit=None, show_predictions=False, actors=actors, progress=progress,
     ) as run:  # fmt: skip
         if not run.todo:
             return run.output.summary
         with ray_session(plan.address) as ray:
-            for result, seconds in _stream_results(
-                ray, run.todo, run.preset, encoder, run.kinds, plan, batch_size
-            ):
+            for result, seconds in _stream_results(ray, run, encoder, plan, batch_size):
                 summary = run.output.summary
                 summary.encode_seconds += float(seconds)
                 if isinstance(result, FailedItem):
@@ -154,23 +163,22 @@ def extract_features_ray(
     return run.output.summary
 
 
-def _stream_results(ray, todo, preset, encoder, kinds, plan: RayPlan, batch_size: int):
+def _stream_results(ray, run: PreparedRun, encoder: FrozenEncoder, plan: RayPlan, batch_size: int):
     """(result, encoder seconds) per video, as the pipeline finishes them (not in job order)."""
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the driver's tqdm bar counts written videos
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    if plan.object_store_bytes is not None:
-        context.execution_options.resource_limits = context.execution_options.resource_limits.copy(
-            object_store_memory=plan.object_store_bytes
-        )
     by_source: dict[str, list[VideoJob]] = defaultdict(list)
-    for job in todo:
+    for job in run.todo:
         by_source[job.path].append(job)
     groups = list(by_source.values())
     dataset = ray.data.from_items([{"group": i} for i in range(len(groups))], override_num_blocks=len(groups))
     decoded = dataset.map_batches(
-        _decode, batch_size=1, fn_kwargs={"groups": groups, "preset": preset}, num_cpus=plan.decode_cpus
+        _decode,
+        batch_size=1,
+        fn_kwargs={"groups": groups, "preset": run.preset, "actors": run.actors},
+        num_cpus=plan.decode_cpus,
     )
     # an item holds at least one clip, so a call of batch_size items fills at least one forward pass
     encoded = decoded.map_batches(
@@ -178,7 +186,8 @@ def _stream_results(ray, todo, preset, encoder, kinds, plan: RayPlan, batch_size
         batch_size=batch_size,
         fn_constructor_kwargs={
             "encoder": encoder,  # on the CPU here (prepared_run)
-            "kinds": kinds,
+            "kinds": run.kinds,
+            "actors": run.actors,
             "batch_size": batch_size,
             "device": "cuda" if plan.gpus_per_actor > 0 else "cpu",
             "threads": max(1, int(np.ceil(plan.cpus_per_actor))),
