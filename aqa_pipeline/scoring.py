@@ -128,7 +128,7 @@ def score(
     paths = {job.id: Path(job.path) for job in jobs}
     # the store under ``out`` may hold videos of earlier calls: score this call's
     rows = (
-        [r for r in predict_store(run_dir, out / "features.h5") if r["id"] in paths]
+        [r for r in predict_store(run_dir, out / "features.h5", device=device) if r["id"] in paths]
         if len(failed) < len(jobs)
         else []
     )

@@ -87,3 +87,40 @@ def test_every_head_predicts_the_same_after_a_weights_only_reload(head, syntheti
     again = {row["id"]: row["prediction"] for row in predict_store(tmp_path / head, synthetic_store, "test")}
     assert again.keys() == saved.keys()
     np.testing.assert_allclose([again[k] for k in saved], list(saved.values()), rtol=1e-5, atol=1e-6)
+
+
+def test_aqa_fit_predict_runs_the_restored_model_on_the_device_asked(synthetic_store, tmp_path, monkeypatch):
+    """``--predict ... --device`` reaches every member of a restored seed ensemble (the meta device stands in for
+    a GPU: parameters land there, and a spy sees the device the CLI passed)."""
+    from click.testing import CliRunner
+
+    from aqa_pipeline.cli.fit import main as fit_cli
+    from aqa_pipeline.heads.base import TorchHead
+    from aqa_pipeline.heads.ensemble import restore_head
+    from aqa_pipeline.heads.registry import get_head
+
+    run(
+        synthetic_store,
+        FitConfig(head="mlp", head_options={"epochs": 1}, ensemble=2, progress=False),
+        tmp_path / "r",
+    )
+    state = load_checkpoint(tmp_path / "r" / "model.pt")["state"]
+    restored = restore_head(get_head("mlp"), from_plain(state)).to_device("meta")
+    assert {p.device.type for member in restored.members for p in member.model.parameters()} == {"meta"}
+    seen = []
+    original = TorchHead.to_device
+    monkeypatch.setattr(
+        TorchHead, "to_device", lambda self, device: seen.append(device) or original(self, device)
+    )
+    args = [
+        "--predict",
+        str(tmp_path / "r"),
+        str(synthetic_store),
+        "--out",
+        str(tmp_path / "p"),
+        "--device",
+        "cpu",
+    ]
+    result = CliRunner().invoke(fit_cli, args)
+    assert result.exit_code == 0, result.output
+    assert seen == ["cpu", "cpu"]  # both members

@@ -261,7 +261,7 @@ def main(
 
         torch.set_num_threads(threads)
     if predict_run:
-        _predict(predict_run, store, split, out_dir, overwrite, as_json)
+        _predict(predict_run, store, split, out_dir, device or "cpu", overwrite, as_json)
         return
     values = _read_config(config_file)
     overrides = {
@@ -331,7 +331,7 @@ def _tune(store, config, trials: int, out_dir: str, fits, overwrite: bool, as_js
 
 
 def _predict(
-    run_dir: str, store: str, split: str | None, out_dir: str, overwrite: bool, as_json: bool
+    run_dir: str, store: str, split: str | None, out_dir: str, device: str, overwrite: bool, as_json: bool
 ) -> None:
     """Score STORE with a saved run into its own folder; metrics when the store's videos have labels."""
     from aqa_pipeline.train.run import predict_store, write_scored_store
@@ -341,7 +341,7 @@ def _predict(
         out = prepare_run_dir(out_dir, overwrite)
     except RunDirError as error:
         raise click.ClickException(str(error)) from None
-    rows = predict_store(run_dir, store, split=split)
+    rows = predict_store(run_dir, store, split=split, device=device)
     metrics = write_scored_store(out, rows)
     if as_json:
         echo_json({"run_dir": str(out), "model": run_dir, "n": len(rows), "metrics": metrics})

@@ -109,6 +109,10 @@ class Head(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    def to_device(self, device: str) -> Head:
+        """Where ``predict`` runs (a restored head starts on the CPU); heads without a torch model ignore it."""
+        return self
+
 
 class TorchHead(Head):
     """A head that is an ``nn.Module`` plus its loss. Subclasses implement ``build``, ``loss``, ``predict_batch``."""
@@ -303,6 +307,11 @@ class TorchHead(Head):
         self.device = torch.device("cpu")
         self.model = self.build(self.train_data)
         self.model.load_state_dict(state["model"])
+
+    def to_device(self, device: str) -> TorchHead:
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
 
     def extra_state(self) -> dict[str, Any]:
         """Non-parameter state needed at prediction. Heads that compare with training videos at test time

@@ -60,6 +60,11 @@ class SeedEnsemble:
     def state_dict(self) -> dict[str, Any]:
         return {"ensemble": [member.state_dict() for member in self.members]}
 
+    def to_device(self, device: str) -> SeedEnsemble:
+        for member in self.members:
+            member.to_device(device)
+        return self
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.members = [self.head_cls(**self.options) for _ in state["ensemble"]]
         self.size = len(self.members)

@@ -109,6 +109,11 @@ class StackHead(Head):
         stacked = np.stack([member.predict(data).y for member in self.members], axis=1)
         return Prediction((stacked @ self.weights + self.intercept).astype(np.float32))
 
+    def to_device(self, device: str) -> StackHead:
+        for member in self.members:
+            member.to_device(device)
+        return self
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "config": asdict(self.options),

@@ -320,10 +320,11 @@ def _json_default(value):
 
 
 def predict_store(
-    run_dir: str | Path, store_path: str | Path, split: str | None = None
+    run_dir: str | Path, store_path: str | Path, split: str | None = None, device: str = "cpu"
 ) -> list[dict[str, Any]]:
-    """Score the videos of another store with a saved run's model (refusing incompatible features): per video
-    its id, truth (NaN when unlabelled), prediction in points, explanation arrays and clips' start frames."""
+    """Score the videos of another store with a saved run's model on ``device`` (refusing incompatible
+    features): per video its id, truth (NaN when unlabelled), prediction in points, explanation arrays and
+    clips' start frames."""
     from aqa_pipeline.store.schema import incompatibilities
 
     run_dir = Path(run_dir)
@@ -344,7 +345,7 @@ def predict_store(
             )
     data = store.load(kinds, split=split, dtype=np.float32)
     loaded = LoadedData(data, None, resolved["primary_feature"], resolved["extras"], store.dataset)
-    head = restore_head(head_cls, checkpoint["state"])
+    head = restore_head(head_cls, checkpoint["state"]).to_device(device)
     # Unlabelled videos simply get NaN targets; the head's own options shape its inputs as in training.
     sequences = to_sequences(data, loaded, transform, fit.target, head_cls, fit.head_options)
     prediction = head.predict(sequences)
