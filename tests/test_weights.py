@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 
@@ -75,3 +76,18 @@ def test_real_weights_match_the_registry(weights_dir, monkeypatch):
         "mobilenet_v2_imagenet",
     ):
         assert resolve_weights(name, download=False).parent == weights_dir
+
+
+def test_sha256_of_reads_a_file_once_per_version(tmp_path, monkeypatch):
+    path = tmp_path / "w.pt"
+    path.write_bytes(b"first")
+    opened = []
+    real_open = open
+    monkeypatch.setattr(
+        weights, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k), raising=False
+    )
+    assert weights.sha256_of(path) == weights.sha256_of(str(path)) == hashlib.sha256(b"first").hexdigest()
+    assert len(opened) == 1  # the second call (verify, then provenance) does not read it again
+    path.write_bytes(b"second, longer")
+    os.utime(path, ns=(1, 1))
+    assert weights.sha256_of(path) == hashlib.sha256(b"second, longer").hexdigest() and len(opened) == 2

@@ -7,6 +7,7 @@ weights: tests that want random models build them directly.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import re
@@ -149,10 +150,20 @@ class WeightsNotFoundError(FileNotFoundError):
     """Raised when a checkpoint is neither on disk nor downloadable; the message says where to put it."""
 
 
-def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
+def sha256_of(path: str | Path) -> str:
+    """The file's sha256, read once per version of the file: resolving a checkpoint verifies it and loading
+    records it in the provenance, and a Swin-B checkpoint is 400 MB. A rewritten file (new size or mtime) is
+    read again."""
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return _sha256_of_version(resolved, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of_version(path: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
