@@ -3,6 +3,7 @@ a killed encoder actor or a killed driver losing nothing, and the CLI path."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -244,3 +245,45 @@ def test_athlete_kinds_on_ray_equal_the_local_ones(tmp_path, local_ray, weights_
         "mobilenet_crops",
     ]
     stores_match(tmp_path / "local.h5", tmp_path / "ray.h5")
+
+
+@dataclasses.dataclass(frozen=True)
+class _PidLoggingPreset(type(TINY)):
+    """TINY, leaving a file named after each process that decodes a frame."""
+
+    pid_dir: str = ""
+
+    def transform_frame(self, frame):
+        Path(self.pid_dir, f"decode-{os.getpid()}").touch()
+        return super().transform_frame(frame)
+
+
+class _PidLoggingI3D(InceptionI3d):
+    def __init__(self, pid_dir: Path) -> None:
+        super().__init__(map_endpoint="Mixed_4e")
+        self.pid_dir = str(pid_dir)
+
+    def forward(self, x, **kwargs):
+        Path(self.pid_dir, f"encode-{os.getpid()}").touch()
+        return super().forward(x, **kwargs)
+
+
+def test_decoding_runs_in_tasks_apart_from_the_encoder_actors(tmp_path, local_ray, tiny_model):
+    """With the CLI's default plan (1 CPU per decoding task and per actor) Ray Data would fuse decoding into
+    the actors; it must not: decoding and encoding happen in different processes."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    videos = [write_counter_video(tmp_path / f"v{i}.mp4", 12) for i in range(4)]
+    model = _PidLoggingI3D(pids)
+    model.load_state_dict(tiny_model.state_dict())
+    preset = _PidLoggingPreset(
+        **{f.name: getattr(TINY, f.name) for f in dataclasses.fields(TINY)}, pid_dir=str(pids)
+    )
+    summary = extract_features_ray(
+        jobs_from_paths(videos), tmp_path / "s.h5", encoder=I3DEncoder(model, LoadedWeights.random()),
+        preset=preset, dataset="synthetic", plan=RayPlan(), batch_size=2, progress=False,
+    )  # fmt: skip
+    assert len(summary.done) == 4
+    decoders = {p.name.split("-")[1] for p in pids.glob("decode-*")}
+    encoders = {p.name.split("-")[1] for p in pids.glob("encode-*")}
+    assert decoders and encoders and not decoders & encoders

@@ -42,6 +42,8 @@ from aqa_pipeline.ray_cluster import ray_session
 from aqa_pipeline.store import Feature
 from aqa_pipeline.video.presets import Preset
 
+DECODE_CALLS_PER_WORKER = 256
+
 
 @dataclass(frozen=True)
 class RayPlan:
@@ -179,6 +181,11 @@ def _stream_results(ray, run: PreparedRun, encoder: FrozenEncoder, plan: RayPlan
         batch_size=1,
         fn_kwargs={"groups": groups, "preset": run.preset, "actors": run.actors},
         num_cpus=plan.decode_cpus,
+        # A decoding worker is replaced after this many source files, which bounds what a decoder leaks over
+        # thousands of videos. It also keeps Ray Data from fusing decoding into the encoder actors (it fuses a
+        # task stage into the next actor stage when their resource requests match), so decoding stays in
+        # separate CPU tasks that overlap with encoding.
+        max_calls=DECODE_CALLS_PER_WORKER,
     )
     # an item holds at least one clip, so a call of batch_size items fills at least one forward pass
     encoded = decoded.map_batches(
