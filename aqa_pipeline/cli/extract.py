@@ -35,6 +35,9 @@ Examples:
   aqa-extract --dataset mtl-aqa --video-root /data/mtl-aqa/videos --out out/mtl-aqa.h5 --device cuda:0 --workers 4
   # the same, split into 4 independent jobs (run each with its own --shard-index)
   aqa-extract --dataset mtl-aqa --video-root DIR --out out/mtl-aqa.h5 --num-shards 4 --shard-index 0
+  # the same on a Ray cluster (ray start --head ...): 8 encoder actors, one GPU each
+  aqa-extract --dataset mtl-aqa --video-root DIR --out out/mtl-aqa.h5 --engine ray --ray-address auto \\
+      --device cuda --ray-actors 8
   # MUSDL's last clip start (87), ImageNet-normalised input as in the papers, plus TSA's Mixed_4e maps
   aqa-extract --dataset mtl-aqa --video-root DIR --out out/m.h5 --preset mtl-aqa-musdl --normalisation paper --maps
   # your own videos (no labels; split 'unlabelled'), printing Kinetics top-5 as a sanity check
