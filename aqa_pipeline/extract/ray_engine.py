@@ -42,7 +42,7 @@ from aqa_pipeline.ray_cluster import ray_session
 from aqa_pipeline.store import Feature
 from aqa_pipeline.video.presets import Preset
 
-DECODE_CALLS_PER_WORKER = 256
+DECODE_CALLS_PER_WORKER = 1000
 
 
 @dataclass(frozen=True)
@@ -181,10 +181,10 @@ def _stream_results(ray, run: PreparedRun, encoder: FrozenEncoder, plan: RayPlan
         batch_size=1,
         fn_kwargs={"groups": groups, "preset": run.preset, "actors": run.actors},
         num_cpus=plan.decode_cpus,
-        # A decoding worker is replaced after this many source files, which bounds what a decoder leaks over
-        # thousands of videos. It also keeps Ray Data from fusing decoding into the encoder actors (it fuses a
-        # task stage into the next actor stage when their resource requests match), so decoding stays in
-        # separate CPU tasks that overlap with encoding.
+        # Ray Data fuses a task stage into the next actor stage when their remote arguments match (1 CPU each
+        # by default), which would decode inside the encoder actors; a max_calls keeps the stages apart, so
+        # decoding runs in separate CPU tasks beside encoding. It also replaces a decoding worker after that
+        # many source files (what a decoder leaks stays bounded); 256 cost start-ups on 1,000 tiny videos.
         max_calls=DECODE_CALLS_PER_WORKER,
     )
     # an item holds at least one clip, so a call of batch_size items fills at least one forward pass
