@@ -31,6 +31,7 @@ from aqa_pipeline.video.presets import Preset
 
 if TYPE_CHECKING:
     from aqa_pipeline.encoders.base import FrozenEncoder
+    from aqa_pipeline.train.run import ScoredVideo
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +129,12 @@ def score(
     paths = {job.id: Path(job.path) for job in jobs}
     # the store under ``out`` may hold videos of earlier calls: score this call's
     rows = (
-        [r for r in predict_store(run_dir, out / "features.h5", device=device) if r["id"] in paths]
+        [r for r in predict_store(run_dir, out / "features.h5", device=device) if r.id in paths]
         if len(failed) < len(jobs)
         else []
     )
     phase.done("predict")
-    explained = {row["id"]: _explained(row, card.head, paths[row["id"]]) for row in rows}
+    explained = {row.id: _explained(row, card.head, paths[row.id]) for row in rows}
     pages = _write_report(out / "report", card, run_dir, list(explained.values()), progress)
     phase.done("render")
     scores = [
@@ -171,16 +172,16 @@ class _Phases:
             self.listener(name, seconds)
 
 
-def _explained(row: dict, head: str, video: Path) -> ExplainedVideo:
+def _explained(row: ScoredVideo, head: str, video: Path) -> ExplainedVideo:
     """A scored row as the report shows it: contributions in points at the clips' times in the file."""
     from aqa_pipeline.report.thumbnails import video_fps
 
-    arrays = dict(row["explanation"])
+    arrays = dict(row.explanation)
     units = (float(arrays.pop("label_scale", 1.0)), float(arrays.pop("label_offset", 0.0)))
     fps = video_fps(video)
-    starts = np.asarray(row["times"], dtype=np.float64) / fps if fps else None
-    view = score_view(head, arrays, row["prediction"], *units, ClipTimes(starts_s=starts))
-    return ExplainedVideo(row["id"], row["prediction"], view, video=video)
+    starts = np.asarray(row.times, dtype=np.float64) / fps if fps else None
+    view = score_view(head, arrays, row.prediction, *units, ClipTimes(starts_s=starts))
+    return ExplainedVideo(row.id, row.prediction, view, video=video)
 
 
 def _write_report(

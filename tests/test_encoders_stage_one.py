@@ -81,7 +81,7 @@ def test_each_encoder_store_trains_predicts_and_is_kept_apart(name, data_dir, we
 
     _extract(jobs_from_paths([data_dir / "videos" / "mtl_aqa_dive_sample.mp4"]), tmp_path / "new.h5", encoder)
     scored = predict_store(tmp_path / "run", tmp_path / "new.h5")
-    assert [row["id"] for row in scored] == ["mtl_aqa_dive_sample"] and np.isfinite(scored[0]["prediction"])
+    assert [row.id for row in scored] == ["mtl_aqa_dive_sample"] and np.isfinite(scored[0].prediction)
     if name != "i3d":
         with pytest.raises(StoreError, match=f"no feature kind 'i3d'.*{kind}"):
             predict_store(i3d_run, tmp_path / "new.h5")

@@ -73,15 +73,14 @@ def test_a_saved_ensemble_predicts_as_it_did_and_says_so_in_its_card(tmp_path):
     members = [m.predict(test).y for m in result.head.members]
     working = np.array(
         [
-            (r["prediction"] - single[0]["explanation"]["label_offset"])
-            / single[0]["explanation"]["label_scale"]
+            (r.prediction - single[0].explanation["label_offset"]) / single[0].explanation["label_scale"]
             for r in single
         ]
     )
     np.testing.assert_allclose(working, np.mean(members, axis=0), rtol=1e-4, atol=1e-5)
-    explanation = single[0]["explanation"]
+    explanation = single[0].explanation
     points = explanation["weights"] * explanation["clip_scores"] * explanation["label_scale"]
-    assert explanation["label_offset"] + points.sum() == pytest.approx(single[0]["prediction"], rel=1e-4)
+    assert explanation["label_offset"] + points.sum() == pytest.approx(single[0].prediction, rel=1e-4)
 
 
 def test_ensemble_size_is_checked_before_any_data():

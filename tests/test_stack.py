@@ -74,7 +74,7 @@ def test_the_blend_is_non_negative_and_the_saved_stack_predicts_the_same(tmp_pat
     head = result.head
     assert (head.weights >= 0).all() and head.weights.sum() > 0
     rows = predict_store(tmp_path / "run", store, split="test")
-    saved = {r["id"]: r["prediction"] for r in rows}
+    saved = {r.id: r.prediction for r in rows}
     evaluated = {r["id"]: r["prediction"] for r in result.predictions}
     assert set(saved) == set(
         evaluated

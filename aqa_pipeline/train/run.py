@@ -319,12 +319,22 @@ def _json_default(value):
     return str(value)
 
 
+@dataclass(frozen=True)
+class ScoredVideo:
+    """One video of another store, scored by a saved run's model."""
+
+    id: str
+    truth: float  # NaN when unlabelled
+    prediction: float  # in points
+    explanation: dict[str, np.ndarray]  # the head's arrays, in points (with label_scale / label_offset)
+    times: np.ndarray  # source frame of each clip's first frame
+
+
 def predict_store(
     run_dir: str | Path, store_path: str | Path, split: str | None = None, device: str = "cpu"
-) -> list[dict[str, Any]]:
-    """Score the videos of another store with a saved run's model on ``device`` (refusing incompatible
-    features): per video its id, truth (NaN when unlabelled), prediction in points, explanation arrays and
-    clips' start frames."""
+) -> list[ScoredVideo]:
+    """Score the videos of another store with a saved run's model on ``device``, refusing features that differ
+    from the ones it was trained on."""
     from aqa_pipeline.store.schema import incompatibilities
 
     run_dir = Path(run_dir)
@@ -353,23 +363,23 @@ def predict_store(
     explanations = in_points(prediction.explanations, transform, sequences.difficulty) or [{}] * len(data)
     truth = data.label(fit.target)
     return [
-        {"id": vid, "truth": float(t), "prediction": float(p), "explanation": e, "times": times}
+        ScoredVideo(vid, float(t), float(p), e, times)
         for vid, t, p, e, times in zip(
             data.ids, truth, predicted, explanations, data.times[resolved["primary_feature"]], strict=True
         )
     ]
 
 
-def write_scored_store(out: Path, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+def write_scored_store(out: Path, rows: list[ScoredVideo]) -> dict[str, Any] | None:
     """``predictions.csv`` of a scored store in its own folder, and ``metrics.json`` when the videos have labels
     (metrics over the labelled ones; ``None`` when fewer than two are labelled)."""
     with open(out / "predictions.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["id", "truth", "prediction"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    labelled = [r for r in rows if np.isfinite(r["truth"])]
+        writer = csv.writer(handle)
+        writer.writerow(["id", "truth", "prediction"])
+        writer.writerows((r.id, r.truth, r.prediction) for r in rows)
+    labelled = [r for r in rows if np.isfinite(r.truth)]
     if len(labelled) < 2:
         return None
-    metrics = regression_metrics([r["truth"] for r in labelled], [r["prediction"] for r in labelled])
+    metrics = regression_metrics([r.truth for r in labelled], [r.prediction for r in labelled])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
