@@ -10,11 +10,15 @@ from types import ModuleType
 INSTALL_HINT = "pip install 'aqa-pipeline[ray]' (or: pip install 'ray[data]')"
 
 
+class RayMissingError(RuntimeError):
+    """``--engine ray`` without Ray installed; the CLIs report it in one line (cli/errors.py)."""
+
+
 def import_ray() -> ModuleType:
     try:
         import ray
     except ImportError:
-        raise RuntimeError(f"--engine ray needs Ray: {INSTALL_HINT}") from None
+        raise RayMissingError(f"--engine ray needs Ray: {INSTALL_HINT}") from None
     return ray
 
 

@@ -95,12 +95,12 @@ def main() -> None:
     try:
         paths = make_videos(folder, args.videos, args.frames, 96, 64)
         jobs = jobs_from_paths(paths)
-        common = {"encoder": None, "preset": TINY, "dataset": "synthetic", "progress": False, "batch_size": 4}
+        common = {"preset": TINY, "dataset": "synthetic", "progress": False, "batch_size": 4}
         rows = [
             timed_run(
                 "local (1 worker, 1 thread)",
                 lambda: extract_features(
-                    jobs, folder / "local.h5", **{**common, "encoder": encoder()}, workers=1, device="cpu"
+                    jobs, folder / "local.h5", encoder=encoder(), **common, workers=1, device="cpu"
                 ),
             )
         ]
@@ -117,7 +117,7 @@ def main() -> None:
                 timed_run(
                     f"ray, {actors} CPU actor{'s' * (actors > 1)}",
                     lambda store=store, plan=plan: extract_features_ray(
-                        jobs, store, **{**common, "encoder": encoder()}, plan=plan
+                        jobs, store, encoder=encoder(), **common, plan=plan
                     ),
                 )
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -216,3 +217,22 @@ def test_aqa_store_check_repair_info(tmp_path):
     assert "pooled_0003" not in FeatureStore(path).video_ids()
     missing = CliRunner().invoke(store_main, ["info", str(tmp_path / "absent.h5")])
     _one_line_error(missing, "no feature store at")
+
+
+def test_engine_ray_without_ray_is_one_line_before_any_work(garbage_store, tmp_path, monkeypatch):
+    """Without the ray extra, both CLIs say how to install it, before the store or the encoder is opened."""
+    from aqa_pipeline.cli.extract import main as extract_main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
+    fit = CliRunner().invoke(
+        fit_main, [str(garbage_store), "--head", "ridge", "--engine", "ray", "--out", str(tmp_path / "r")]
+    )
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")
+    extract = CliRunner().invoke(
+        extract_main, ["--videos", str(video), "--out", str(tmp_path / "f.h5"), "--engine", "ray"]
+    )
+    for result in (fit, extract):
+        assert result.exit_code == 1 and "needs Ray: pip install 'aqa-pipeline[ray]'" in result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "f.h5.shards").exists() and not (tmp_path / "r").exists()

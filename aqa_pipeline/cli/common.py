@@ -96,6 +96,18 @@ def json_option(func: Callable) -> Callable:
     )(func)
 
 
+def engine_option(ray_does: str) -> Callable:
+    """``--engine local|ray``; ``ray_does`` says what runs as Ray work in this command."""
+    return click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help=f"ray: {ray_does}, on the cluster at --ray-address or a Ray started on this machine; needs "
+        "pip install 'aqa-pipeline[ray]'.",
+    )
+
+
 def ray_address_option(func: Callable) -> Callable:
     """``--ray-address``: the Ray cluster an ``--engine ray`` command joins."""
     return click.option(

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import click
 
+from aqa_pipeline.ray_cluster import RayMissingError
 from aqa_pipeline.store.schema import StoreError
 
 DEBUG_KEY = "aqa.debug"
 # ValueError covers ManifestError, OptionError and the protocol's refusals; OSError covers missing weights
 # (WeightsNotFoundError), unreadable files and a full disk.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (StoreError, ValueError, OSError)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (StoreError, ValueError, OSError, RayMissingError)
 
 
 def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

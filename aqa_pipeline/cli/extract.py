@@ -11,6 +11,7 @@ import click
 from aqa_pipeline.cli.common import (
     device_option,
     echo_json,
+    engine_option,
     json_option,
     ray_address_option,
     verbose_option,
@@ -206,14 +207,9 @@ Re-running the same command resumes: finished videos are skipped. Failures are l
     show_default=True,
     help="Margin added on each side of a clip's union box, as a fraction of its longer side.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="ray: decoding as Ray CPU tasks streaming into a pool of encoder actors (one GPU each with --device "
-    "cuda), on the cluster at --ray-address or a Ray started here; needs pip install 'aqa-pipeline[ray]'. "
-    "Not with --show-pred, --limit or --workers.",
+@engine_option(
+    "decoding as Ray CPU tasks streaming into a pool of encoder actors (one GPU each with --device cuda; not "
+    "with --show-pred, --limit or --workers)"
 )
 @ray_address_option
 @click.option(
@@ -297,6 +293,9 @@ class EngineRequest:
             if self.ray_address or self.ray_actors != 1:
                 raise click.UsageError("--ray-address / --ray-actors need --engine ray")
             return
+        from aqa_pipeline.ray_cluster import import_ray
+
+        import_ray()  # installed? (before the encoder loads)
         local_only = {
             "--show-pred": request.show_pred,
             "--limit": request.limit is not None,
@@ -394,14 +393,11 @@ def _extract_on_ray(
         cpus_per_actor=1 if gpu else request.threads or 1,
         gpus_per_actor=1 if gpu else 0,
     )
-    try:
-        return extract_features_ray(
-            jobs, request.store, encoder=encoder, preset=preset, dataset=dataset, plan=plan, actors=actors,
-            batch_size=request.batch_size or DEFAULT_BATCH_SIZE[device_type], num_shards=request.num_shards,
-            shard_index=request.shard_index,
-        )  # fmt: skip
-    except RuntimeError as error:  # Ray missing
-        raise click.UsageError(str(error)) from error
+    return extract_features_ray(
+        jobs, request.store, encoder=encoder, preset=preset, dataset=dataset, plan=plan, actors=actors,
+        batch_size=request.batch_size or DEFAULT_BATCH_SIZE[device_type], num_shards=request.num_shards,
+        shard_index=request.shard_index,
+    )  # fmt: skip
 
 
 def _load_encoder(name: str, request: ExtractRequest, preset):

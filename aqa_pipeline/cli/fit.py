@@ -10,6 +10,7 @@ import click
 from aqa_pipeline.cli.common import (
     device_option,
     echo_json,
+    engine_option,
     json_option,
     ray_address_option,
     verbose_option,
@@ -154,14 +155,7 @@ def _read_config(path: str | None) -> dict:
     help="Fits (folds × seeds) run side by side in this many worker processes, each with its share of the "
     "cores (see --threads). The numbers do not change, only the time.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),  # train/engines.py (not imported here: it needs torch)
-    default="local",
-    show_default=True,
-    help="ray: every fit (and every --tune trial's fits) a Ray task, on the cluster at --ray-address or on a "
-    "Ray started on this machine; needs pip install 'aqa-pipeline[ray]'.",
-)
+@engine_option("every fit (and every --tune trial's fits) a Ray task")
 @ray_address_option
 @click.option(
     "--final-model/--no-final-model",

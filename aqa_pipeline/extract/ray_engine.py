@@ -153,9 +153,9 @@ def extract_features_ray(
     ) as run:  # fmt: skip
         if not run.todo:
             return run.output.summary
+        summary = run.output.summary
         with ray_session(plan.address) as ray:
             for result, seconds in _stream_results(ray, run, encoder, plan, batch_size):
-                summary = run.output.summary
                 summary.encode_seconds += float(seconds)
                 if isinstance(result, FailedItem):
                     run.output.failed(result.id, result.reason)

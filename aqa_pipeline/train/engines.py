@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from aqa_pipeline.heads.registry import get_head
-from aqa_pipeline.ray_cluster import ray_session
+from aqa_pipeline.ray_cluster import import_ray, ray_session
 from aqa_pipeline.store import FeatureStore
 from aqa_pipeline.train.fitting import FitConfig, FitTask, FoldResult, LoadedData, fit_task, load_data
 from aqa_pipeline.train.tracking import Tracker
@@ -165,6 +165,8 @@ class EngineChoice:
             raise ValueError(f"jobs={self.jobs}: expected at least 1 parallel fit")
         if self.ray_address and self.name != "ray":
             raise ValueError("--ray-address needs --engine ray")
+        if self.name == "ray":
+            import_ray()  # installed? (before the store loads)
 
     def open(
         self, store_path: str | Path, config: FitConfig, loaded: LoadedData, tracker: Tracker | None
