@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -184,7 +185,11 @@ def test_the_paper_features_resume_without_redoing_finished_stages(datasets, tmp
     metrics.unlink()  # an interrupted run: its directory exists, its metrics do not
     resumed = _make("reproduce-finediving", env, **run)
     assert "runs: 1 trained, 1 already done" in resumed.stdout, resumed.stderr[-3000:]
-    assert metrics.is_file()
+    assert json.loads(metrics.read_text())["fits_reused"] == 1  # its finished fit was not refitted
+    more = _make("reproduce-finediving", env, **{**run, "SEEDS": 2})  # more seeds: only the new one is fitted
+    assert "runs: 2 trained, 0 already done" in more.stdout, more.stderr[-3000:]
+    assert json.loads(metrics.read_text())["fits_reused"] == 1
+    assert "(2 seeds)" in (tmp_path / "finediving" / "TABLE.md").read_text()
 
 
 @pytest.mark.slow

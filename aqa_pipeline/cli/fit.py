@@ -64,6 +64,12 @@ def _read_config(path: str | None) -> dict:
     "--overwrite", is_flag=True, help="Empty an existing run directory at --out first (refused without it)."
 )
 @click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run at --out: reuse the fits it finished (its fits/ folder) and fit only the rest. Also "
+    "adds seeds to a finished run (--seeds 3 after --seeds 1 fits two). Refused if its settings differ.",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False),
@@ -196,6 +202,7 @@ def main(
     target,
     out_dir,
     overwrite,
+    resume,
     config_file,
     feature,
     cv,
@@ -230,6 +237,7 @@ def main(
       aqa-fit --head svr fisv.h5 --target tes --cv 5 --seeds 3 --out runs/svr-tes
       aqa-fit --head gdlt fisv.h5 --target pcs --cv 5 --out runs/gdlt-pcs --set epochs=100
       aqa-fit --head tpt mtl.h5 --use-dd --out runs/tpt      # train split → test split
+      aqa-fit --head gdlt fisv.h5 --target pcs --cv 5 --seeds 3 --out runs/gdlt-pcs --resume   # continue it
       aqa-fit --predict runs/svr-tes other.h5 --out runs/svr-tes-other   # score a store with a saved run
       aqa-fit --list-heads
       aqa-fit --show-options gdlt
@@ -239,7 +247,8 @@ def main(
     training videos unless --protocol paper is given. The run directory gets metrics.json, predictions.csv,
     config.json (pass it back with --config to repeat the run), model.pt, plots and per-video explanations
     (render them with aqa-report; compare runs with aqa-compare). An existing non-empty --out is refused unless
-    --overwrite is given.
+    --overwrite is given. Each fit is kept in --out's fits/ as it finishes: after an interruption, the same
+    command with --resume fits only what is left.
     """
     if list_heads or show_options:
         _print_catalog(show_options, as_json)
@@ -250,6 +259,10 @@ def main(
         raise click.UsageError("--out RUN_DIR is required")
     if ray_address and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
+    if resume and (predict_run or tune_trials):
+        raise click.UsageError(
+            "--resume continues a training run: not with --predict, and --tune resumes by rerunning its command"
+        )
     if threads:
         import torch
 
@@ -292,7 +305,7 @@ def main(
         _tune(store, config, tune_trials, out_dir, fits, overwrite, as_json)
         return
     try:
-        result = run(store, config, out_dir, overwrite=overwrite, engine=fits)
+        result = run(store, config, out_dir, overwrite=overwrite, engine=fits, resume=resume)
     except (RunDirError, TrackingError) as error:
         raise click.ClickException(str(error)) from None
     if as_json:

@@ -3,13 +3,15 @@ under both protocols (``aqa-fit``), each stage skipped when a previous run finis
 
 The stages call the very commands a user would type, in-process (one torch import for the whole table), and log
 each command line so any cell of the table can be re-run by hand. A finished extraction leaves
-``<store>.done`` beside its store; a finished fit leaves ``metrics.json`` in its run directory; an interrupted
-one is redone from its start (aqa-extract itself keeps the videos it finished).
+``<store>.done`` beside its store; a finished run leaves ``metrics.json`` in its run directory. An interrupted
+run continues with ``aqa-fit --resume`` from the fits it finished (aqa-extract itself keeps the videos it
+finished), and so does a finished run asked for more seeds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import shlex
 import sys
 from collections.abc import Callable
@@ -131,19 +133,26 @@ def check_sets(plan: DatasetPlan, head_sets: tuple[str, ...]) -> None:
             raise ValueError(f"--set {item!r}: none of the heads ({heads}) has option {item.split('=')[0]!r}")
 
 
+def finished(out: Path, seeds: int) -> bool:
+    """Whether the run at ``out`` finished with exactly ``seeds`` seeds (aqa-fit's default first seed)."""
+    if not (out / "metrics.json").is_file():
+        return False
+    return json.loads((out / "config.json").read_text())["seeds"] == list(range(seeds))
+
+
 def fit(run: HeadRun, target: str, protocol: str, layout: Layout, settings: Settings, log: Log) -> bool:
-    """One head, target and protocol over all seeds; False when its finished run directory exists."""
+    """One head, target and protocol over all seeds; False when it already finished with these seeds."""
     from aqa_pipeline.cli.fit import main
 
     out = layout.run_dir(run, target, protocol)
-    if (out / "metrics.json").is_file():
+    if finished(out, settings.seeds):
         return False
     args = ["--head", run.head, str(layout.store(run.features)), "--target", target, "--protocol", protocol]
     args += ["--seeds", str(settings.seeds), "--out", str(out), "--no-final-model", "--quiet"]
     args += [*run.fit_args, *options_for(run.head, settings.head_sets), "--device", settings.device]
     args += ["--threads", str(settings.threads)] if settings.threads else []
     args += ["--jobs", str(settings.jobs)]
-    _invoke(main, "aqa-fit", [*args, *(["--overwrite"] if out.exists() else [])], log)
+    _invoke(main, "aqa-fit", [*args, "--resume"], log)
     return True
 
 

@@ -13,6 +13,9 @@ Run directory::
     model.json, README.md   its model card: dataset, target, head, options, feature recipe, metrics (train/model_card.py)
     history.json       per-run training curves; training_curve.png (heads trained by epochs), scatter.png
     explanations/<id>.npz   what the head says drove each score (first seed), for ``aqa-report``
+    fits/              each evaluated fit as it finished (train/journal.py): ``--resume`` continues from them
+
+metrics.json is written last: its presence means the run finished.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from aqa_pipeline.train.fitting import (
     load_data,
     to_sequences,
 )
+from aqa_pipeline.train.journal import FitJournal, fit_settings
 from aqa_pipeline.train.labels import LabelTransform
 from aqa_pipeline.train.metrics import mean_over_seeds, per_class_metrics, regression_metrics, summarise
 from aqa_pipeline.train.model_card import card_for_run
@@ -119,12 +123,22 @@ def fold_spearman(result: FoldResult) -> float:
 
 
 def run_tasks(
-    engine: FitEngine, tasks: list[FitTask], tracker: Tracker | None = None, bar: tqdm | None = None
+    engine: FitEngine,
+    tasks: list[FitTask],
+    tracker: Tracker | None = None,
+    bar: tqdm | None = None,
+    journal: FitJournal | None = None,
 ) -> list[FoldResult]:
-    """The tasks' results in plan order, whatever order the engine finishes them in."""
-    results: dict[int, FoldResult] = {}
-    for index, result in engine.results(tasks):
-        results[index] = result
+    """The tasks' results in plan order, whatever order the engine finishes them in; with a ``journal``, the
+    fits it holds are reloaded instead of refitted, and each new one is kept as soon as it finishes."""
+    results = journal.finished(tasks) if journal is not None else {}
+    if bar is not None:
+        bar.update(len(results))
+    todo = [i for i in range(len(tasks)) if i not in results]
+    for position, result in engine.results([tasks[i] for i in todo]):
+        results[todo[position]] = result
+        if journal is not None:
+            journal.record(result)
         if tracker is not None and not engine.tracks_epochs:
             log_history(tracker, result.task.run_name, result.history)
         log.info("%s: spearman %.4f", result.task.run_name, fold_spearman(result))
@@ -132,6 +146,24 @@ def run_tasks(
             bar.set_postfix(fit=result.task.run_name, spearman=f"{fold_spearman(result):.3f}")
             bar.update()
     return [results[i] for i in range(len(tasks))]
+
+
+def open_journal(
+    out_dir: Path,
+    resume: bool,
+    config: FitConfig,
+    head_cls: type[Head],
+    loaded: LoadedData,
+    store: FeatureStore,
+) -> FitJournal:
+    """The run directory's journal of finished fits. Resuming checks the journal's settings first, then empties
+    the folder except for it; otherwise the folder was emptied (``prepare_run_dir``) before the data loaded."""
+    provenance = {kind: store.provenance(kind) for kind in [loaded.primary, *loaded.extras.values()]}
+    journal = FitJournal.open(out_dir, fit_settings(config, head_cls, loaded, provenance))
+    if resume:
+        prepare_run_dir(out_dir, resume=True)
+    journal.start()
+    return journal
 
 
 def _gather(split_name: str, results: list[FoldResult]) -> RunResult:
@@ -179,20 +211,26 @@ def run(
     out_dir: str | Path | None = None,
     overwrite: bool = False,
     engine: EngineChoice | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Evaluate ``config`` on the store (its test split, or CV) and train the saved model; ``engine`` says where
-    the evaluated fits run (it changes the time taken, not the numbers)."""
+    the evaluated fits run (it changes the time taken, not the numbers). With ``resume``, the fits an earlier
+    run of the same settings finished in ``out_dir`` are reused (any seeds it had in common with this one)."""
     started = time.perf_counter()
     check_fit_config(config)
     head_cls = get_head(config.head)
     if config.log and out_dir is None:
         raise ValueError(f"--log {config.log} writes beside the run: give --out")
-    if out_dir is not None:
-        prepare_run_dir(out_dir, overwrite)
+    # Resuming empties the folder only once its finished fits are checked against these settings.
+    if out_dir is not None and (overwrite or not resume):
+        prepare_run_dir(out_dir, overwrite, resume)
     store = FeatureStore(store_path)
     loaded = load_data(store, config, head_cls)
     split_name = "test" if loaded.test is not None else "cv"
     tasks = plan_tasks(config, head_cls, loaded)
+    journal = (
+        None if out_dir is None else open_journal(Path(out_dir), resume, config, head_cls, loaded, store)
+    )
     tracker = open_tracker(config.log, Path(out_dir), config.head, asdict(config)) if config.log else None
     bar = tqdm(
         total=len(tasks) + int(config.final_model),
@@ -200,13 +238,16 @@ def run(
         unit="fit",
         disable=not config.progress,
     )
+    reused = journal.count(tasks) if journal is not None else 0
     fits = (engine or EngineChoice()).open(store_path, config, loaded, tracker)
     try:
-        result = _gather(split_name, run_tasks(fits, tasks, tracker, bar))
+        result = _gather(split_name, run_tasks(fits, tasks, tracker, bar, journal))
     finally:
         fits.close()
     metrics = result.metrics
     metrics["protocol"] = config.protocol
+    if reused:
+        metrics["fits_reused"] = reused  # finished by an earlier, interrupted or shorter, run (--resume)
     metrics["selection"] = (
         "best epoch on the evaluated videos (paper protocol; optimistic)"
         if config.protocol == "paper"
@@ -281,7 +322,6 @@ def write_run_dir(
     resolved = {"fit": resolved_fit, **inputs}
     (out / "config.json").write_text(json.dumps(resolved_fit, indent=2, default=str))
     (out / "run.json").write_text(json.dumps(inputs, indent=2, default=str))
-    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2, default=_json_default))
     (out / "history.json").write_text(json.dumps(result.histories, default=_json_default))
     with open(out / "predictions.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["split", "fold", "seed", "id", "truth", "prediction"])
@@ -309,6 +349,7 @@ def write_run_dir(
     if any(h["train_loss"] for h in result.histories):  # closed-form heads have no epochs to draw
         plot_training_curves(result.histories, out / "training_curve.png")
     plot_scatter(result.predictions, out / "scatter.png", title=f"{config.head} · {config.target}")
+    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2, default=_json_default))  # finished
 
 
 def _json_default(value):
