@@ -11,7 +11,7 @@ from importlib import resources
 
 import yaml
 
-EVIDENCE = ("paper", "log", "recalled")
+EVIDENCE = ("paper", "abstract", "quoted", "log", "recalled")
 
 
 @dataclass(frozen=True)

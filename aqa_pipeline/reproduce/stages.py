@@ -14,6 +14,7 @@ import contextlib
 import json
 import shlex
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,8 +168,21 @@ def run_plan(
         else:
             features = features.add(extract(stage, plan.dataset, source, layout, settings.device, log))
     fits = StageCounts()
-    for run in plan.runnable():
-        for target in run.targets:
-            for protocol in PROTOCOLS:
-                fits = fits.add(fit(run, target, protocol, layout, settings, log))
+    runs = [(run, t, protocol) for run in plan.runnable() for t in run.targets for protocol in PROTOCOLS]
+    for number, (run, target, protocol) in enumerate(runs, start=1):
+        started = time.perf_counter()
+        ran = fit(run, target, protocol, layout, settings, log)
+        outcome = finished_line(layout.run_dir(run, target, protocol), started) if ran else "already done"
+        log(f"[{number}/{len(runs)}] {run.head} · {target} · {protocol}: {outcome}")
+        fits = fits.add(ran)
     return features, fits
+
+
+def finished_line(out: Path, started: float) -> str:
+    """How long a run took and its headline, for the progress log of a table that takes hours."""
+    metrics = json.loads((out / "metrics.json").read_text())
+    split = metrics["test" if "test" in metrics else "cv"]
+    spread = f" ± {split['spearman_std']:.3f}" if "spearman_std" in split else ""
+    seeds = len(split["per_seed"])
+    minutes = (time.perf_counter() - started) / 60
+    return f"{minutes:.1f} min, Spearman {split['spearman']:.3f}{spread} ({seeds} seed{'s' * (seeds > 1)})"
