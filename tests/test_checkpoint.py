@@ -83,7 +83,7 @@ def test_every_head_predicts_the_same_after_a_weights_only_reload(head, syntheti
     options = {} if head in ("ridge", "svr") else {"epochs": 1}
     config = FitConfig(head=head, head_options=options, progress=False)
     result = run(synthetic_store, config, tmp_path / head)
-    saved = {p["id"]: p["prediction"] for p in result.predictions if p["split"] == "test"}
+    saved = {p.id: p.prediction for p in result.predictions if p.split == "test"}
     again = {row.id: row.prediction for row in predict_store(tmp_path / head, synthetic_store, "test")}
     assert again.keys() == saved.keys()
     np.testing.assert_allclose([again[k] for k in saved], list(saved.values()), rtol=1e-5, atol=1e-6)

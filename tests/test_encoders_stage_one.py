@@ -77,7 +77,7 @@ def test_each_encoder_store_trains_predicts_and_is_kept_apart(name, data_dir, we
     # 40 frames: five 8-frame clips, or 40 frames one by one for a 2-D encoder
     assert set(lengths.tolist()) == {40 if encoder.per_frame else 5}
     result = run(tmp_path / "train.h5", FitConfig(head="ridge", progress=False), tmp_path / "run")
-    assert np.isfinite([p["prediction"] for p in result.predictions]).all()
+    assert np.isfinite([p.prediction for p in result.predictions]).all()
 
     _extract(jobs_from_paths([data_dir / "videos" / "mtl_aqa_dive_sample.mp4"]), tmp_path / "new.h5", encoder)
     scored = predict_store(tmp_path / "run", tmp_path / "new.h5")

@@ -27,7 +27,7 @@ def store(tmp_path_factory):
 
 
 def _predictions(result) -> list[tuple]:
-    return [(p["seed"], p["fold"], p["id"], p["truth"], p["prediction"]) for p in result.predictions]
+    return [(p.seed, p.fold, p.id, p.truth, p.prediction) for p in result.predictions]
 
 
 def test_worker_processes_give_the_in_process_numbers(store):
@@ -42,8 +42,10 @@ def test_worker_processes_give_the_in_process_numbers(store):
         [p[4] for p in _predictions(here)], abs=1e-5
     )
     assert parallel.metrics["cv"]["spearman"] == pytest.approx(here.metrics["cv"]["spearman"], abs=1e-6)
-    losses = [loss for h in here.histories for loss in h["train_loss"]]
-    assert [loss for h in parallel.histories for loss in h["train_loss"]] == pytest.approx(losses, abs=1e-6)
+    losses = [loss for c in here.histories for loss in c.history.train_loss]
+    assert [loss for c in parallel.histories for loss in c.history.train_loss] == pytest.approx(
+        losses, abs=1e-6
+    )
 
 
 def test_the_engine_is_checked_before_any_work():

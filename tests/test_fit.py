@@ -107,7 +107,7 @@ def test_test_split_is_never_seen_by_fit_or_selection(synthetic_store, monkeypat
 
     monkeypatch.setattr(MLPHead, "fit", spy)
     result = run(synthetic_store, FitConfig(head="mlp", head_options={"epochs": 3}, progress=False))
-    test_ids = {p["id"] for p in result.predictions}
+    test_ids = {p.id for p in result.predictions}
     assert len(test_ids) == 30 and "test" in result.metrics
     assert not test_ids & (seen["fit"] | seen["val"])
     assert seen["val"], "a validation split was carved from train for epoch selection"
@@ -126,11 +126,10 @@ def test_test_split_is_never_seen_by_fit_or_selection(synthetic_store, monkeypat
 
 def test_same_seed_same_predictions(synthetic_store):
     config = FitConfig(head="mlp", head_options={"epochs": 5}, progress=False, final_model=False, seeds=[7])
-    a = [p["prediction"] for p in run(synthetic_store, config).predictions]
-    b = [p["prediction"] for p in run(synthetic_store, config).predictions]
+    a = [p.prediction for p in run(synthetic_store, config).predictions]
+    b = [p.prediction for p in run(synthetic_store, config).predictions]
     c = [
-        p["prediction"]
-        for p in run(synthetic_store, FitConfig(**{**config.__dict__, "seeds": [8]})).predictions
+        p.prediction for p in run(synthetic_store, FitConfig(**{**config.__dict__, "seeds": [8]})).predictions
     ]
     assert a == b
     assert a != c

@@ -38,7 +38,7 @@ def test_the_refit_sees_every_training_video_for_the_folds_median_epoch(tmp_path
     result = run(store, config)
     *folds, final = fits
     assert len(folds) == 3 and all(n < 36 and with_val for n, with_val, _ in folds)
-    best = [h["best_epoch"] for h in result.histories]
+    best = [c.history.best_epoch for c in result.histories]
     assert final == (36, False, max(1, int(np.median(best))))
     assert result.metrics["final_model"] == {
         "videos": 36, "refit": "epochs", "epochs": final[2], "fold_best_epochs": best,

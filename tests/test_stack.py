@@ -50,7 +50,7 @@ def test_the_stack_never_sees_the_scored_folds_labels(tmp_path, seen):
     )
     scored = defaultdict(set)
     for row in result.predictions:
-        scored[row["fold"]].add(row["id"])
+        scored[row.fold].add(row.id)
     stack_fits = [ids for kind, ids in seen["stack"] if kind == "fit"]
     assert len(stack_fits) == 3
     for trained, fold in zip(stack_fits, scored.values(), strict=True):
@@ -75,7 +75,7 @@ def test_the_blend_is_non_negative_and_the_saved_stack_predicts_the_same(tmp_pat
     assert (head.weights >= 0).all() and head.weights.sum() > 0
     rows = predict_store(tmp_path / "run", store, split="test")
     saved = {r.id: r.prediction for r in rows}
-    evaluated = {r["id"]: r["prediction"] for r in result.predictions}
+    evaluated = {r.id: r.prediction for r in result.predictions}
     assert set(saved) == set(
         evaluated
     )  # the saved model is the final one: close to, not equal to, the fold's

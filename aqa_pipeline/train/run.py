@@ -24,7 +24,7 @@ import csv
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, astuple, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from aqa_pipeline import __version__
-from aqa_pipeline.heads.base import Head
+from aqa_pipeline.heads.base import Head, History
 from aqa_pipeline.heads.ensemble import restore_head
 from aqa_pipeline.heads.registry import get_head
 from aqa_pipeline.store import FeatureStore, StoreError
@@ -63,13 +63,47 @@ PAPER_WARNING = (
 )
 
 
+@dataclass(frozen=True)
+class PredictedVideo:
+    """One video scored by one evaluated fit: a row of predictions.csv."""
+
+    split: str  # "test" or "cv"
+    fold: str
+    seed: int
+    id: str
+    truth: float
+    prediction: float
+
+
+@dataclass(frozen=True)
+class FitCurves:
+    """One evaluated fit's training history: an entry of history.json."""
+
+    seed: int
+    fold: str
+    history: History
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "fold": self.fold, **asdict(self.history)}
+
+
+@dataclass(frozen=True)
+class VotedFrom:
+    """Exemplar heads (TPT, CoRe, FSPN): the training videos one score was voted from, a row of exemplars.csv."""
+
+    seed: int
+    fold: str
+    id: str
+    exemplars: tuple[str, ...]
+
+
 @dataclass
 class RunResult:
     metrics: dict[str, Any]
-    predictions: list[dict[str, Any]]
-    histories: list[dict[str, Any]]
+    predictions: list[PredictedVideo]
+    histories: list[FitCurves]
     explanations: dict[str, dict[str, np.ndarray]]
-    exemplars: list[dict[str, Any]]
+    exemplars: list[VotedFrom]
     head: Head | None
     seconds: float
 
@@ -81,13 +115,15 @@ def _metrics_for(truth, prediction, groups) -> dict[str, Any]:
     return metrics
 
 
-def _seed_metrics(split_name: str, fold_metrics: list[dict], seed_rows: list[dict]) -> dict[str, Any]:
+def _seed_metrics(
+    split_name: str, fold_metrics: list[dict], seed_rows: list[PredictedVideo]
+) -> dict[str, Any]:
     """One seed's metrics: the test split's, or the mean over CV folds plus the pooled out-of-fold ones."""
     if split_name != "cv":
         return fold_metrics[0]
     # Mean over folds (as k-fold papers report), plus the pooled out-of-fold metrics.
     scalar = {k: float(np.mean([m[k] for m in fold_metrics])) for k in fold_metrics[0] if k != "per_class"}
-    pooled = regression_metrics([p["truth"] for p in seed_rows], [p["prediction"] for p in seed_rows])
+    pooled = regression_metrics([p.truth for p in seed_rows], [p.prediction for p in seed_rows])
     scalar.update({f"pooled_{k}": v for k, v in pooled.items()})
     scalar["n"] = len(seed_rows)
     return scalar
@@ -176,30 +212,20 @@ def _gather(split_name: str, results: list[FoldResult]) -> RunResult:
         for result in (r for r in results if r.task.seed == seed):
             fold = result.task.fold.name
             fold_metrics.append(_metrics_for(result.truth, result.prediction, result.groups))
-            gathered.histories.append({"seed": seed, "fold": fold, **asdict(result.history)})
+            gathered.histories.append(FitCurves(seed, fold, result.history))
             gathered.exemplars += [
-                {"seed": seed, "fold": fold, "id": vid, "exemplars": " ".join(ids)}
-                for vid, ids in result.exemplars.items()
+                VotedFrom(seed, fold, vid, tuple(ids)) for vid, ids in result.exemplars.items()
             ]
             for i, vid in enumerate(result.ids):
                 truth, predicted = float(result.truth[i]), float(result.prediction[i])
-                gathered.predictions.append(
-                    {
-                        "split": split_name,
-                        "fold": fold,
-                        "seed": seed,
-                        "id": vid,
-                        "truth": truth,
-                        "prediction": predicted,
-                    }
-                )
+                gathered.predictions.append(PredictedVideo(split_name, fold, seed, vid, truth, predicted))
                 if seed == first_seed and result.explanations is not None:
                     gathered.explanations[vid] = {
                         **result.explanations[i],
                         "truth": truth,
                         "prediction": predicted,
                     }
-        seed_rows = [p for p in gathered.predictions if p["seed"] == seed]
+        seed_rows = [p for p in gathered.predictions if p.seed == seed]
         per_seed.append(_seed_metrics(split_name, fold_metrics, seed_rows))
     gathered.metrics[split_name] = split_metrics(per_seed)
     return gathered
@@ -278,7 +304,7 @@ def run(
 
 
 def _final_model(
-    config: FitConfig, head_cls: type[Head], n_train: int, histories: list[dict[str, Any]]
+    config: FitConfig, head_cls: type[Head], n_train: int, histories: list[FitCurves]
 ) -> tuple[FitConfig, Fold, dict[str, Any]]:
     """How the saved model trains. By default as in the protocol: the validation carve is held out and selects
     the epoch. With ``refit="epochs"`` a head that selects epochs trains on every training video for the median
@@ -291,7 +317,7 @@ def _final_model(
             uses_validation=head_cls.uses_validation,
         )
         return config, fold, {"videos": len(fold.fit), "refit": None}
-    best = [h["best_epoch"] for h in histories if h["seed"] == config.seeds[0] and h["best_epoch"]]
+    best = [c.history.best_epoch for c in histories if c.seed == config.seeds[0] and c.history.best_epoch]
     epochs = max(1, int(np.median(best))) if best else head_cls.parse_options(config.head_options).epochs
     refit = replace(config, head_options={**config.head_options, "epochs": epochs})
     fold = final_fold(n_train, seed=config.seeds[0], val_fraction=0.0, uses_validation=False)
@@ -322,16 +348,17 @@ def write_run_dir(
     resolved = {"fit": resolved_fit, **inputs}
     (out / "config.json").write_text(json.dumps(resolved_fit, indent=2, default=str))
     (out / "run.json").write_text(json.dumps(inputs, indent=2, default=str))
-    (out / "history.json").write_text(json.dumps(result.histories, default=_json_default))
+    histories = [curves.as_dict() for curves in result.histories]
+    (out / "history.json").write_text(json.dumps(histories, default=_json_default))
     with open(out / "predictions.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["split", "fold", "seed", "id", "truth", "prediction"])
-        writer.writeheader()
-        writer.writerows(result.predictions)
+        writer = csv.writer(handle)
+        writer.writerow(field.name for field in fields(PredictedVideo))
+        writer.writerows(astuple(row) for row in result.predictions)
     if result.exemplars:
         with open(out / "exemplars.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["seed", "fold", "id", "exemplars"])
-            writer.writeheader()
-            writer.writerows(result.exemplars)
+            writer = csv.writer(handle)
+            writer.writerow(field.name for field in fields(VotedFrom))
+            writer.writerows((r.seed, r.fold, r.id, " ".join(r.exemplars)) for r in result.exemplars)
     if result.explanations:
         folder = out / "explanations"
         folder.mkdir(exist_ok=True)
@@ -346,7 +373,7 @@ def write_run_dir(
         }
         save_checkpoint(payload, out / "model.pt")
         card_for_run(inputs, resolved_fit, result.metrics, payload["label_transform"]).write(out)
-    if any(h["train_loss"] for h in result.histories):  # closed-form heads have no epochs to draw
+    if any(c.history.train_loss for c in result.histories):  # closed-form heads have no epochs to draw
         plot_training_curves(result.histories, out / "training_curve.png")
     plot_scatter(result.predictions, out / "scatter.png", title=f"{config.head} · {config.target}")
     (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2, default=_json_default))  # finished
