@@ -125,7 +125,7 @@ def score(
     )  # fmt: skip
     phase.done("extract")
     phase.report("encode", summary.encode_seconds)
-    failed = {f["id"]: f["reason"] for f in summary.failed}
+    failed = {f.id: f.reason for f in summary.failed}
     paths = {job.id: Path(job.path) for job in jobs}
     # the store under ``out`` may hold videos of earlier calls: score this call's
     rows = (

@@ -117,3 +117,11 @@ def test_dependencies_are_declared_exactly():
     imported = {distribution.get(name, name) for name in _third_party_imports()}
     # tensorboard is imported through torch.utils.tensorboard, so it never shows up as an import of ours
     assert imported | {"tensorboard"} == names
+
+
+def test_json_output_writes_typed_records_as_objects(capsys):
+    from aqa_pipeline.cli.common import echo_json
+    from aqa_pipeline.extract.source import FailedItem
+
+    echo_json({"failed": [FailedItem("v1", "v1.mp4: no frames")]})
+    assert json.loads(capsys.readouterr().out) == {"failed": [{"id": "v1", "reason": "v1.mp4: no frames"}]}

@@ -86,7 +86,7 @@ def test_a_failing_video_is_recorded_and_the_rest_continue(tmp_path, videos, tin
     jobs = jobs_from_paths([videos[0], corrupt, tmp_path / "missing.mp4", videos[1]])
     summary = run(jobs, tmp_path / "f.h5", tiny_model)
     assert sorted(summary.done) == ["v0", "v1"]
-    assert [f["id"] for f in summary.failed] == ["corrupt", "missing"]
+    assert [f.id for f in summary.failed] == ["corrupt", "missing"]
     lines = [json.loads(line) for line in summary.failures_path.read_text().splitlines()]
     assert "missing.mp4" in lines[1]["reason"] and "corrupt.mp4" in lines[0]["reason"]
     assert FeatureStore(tmp_path / "f.h5").video_ids() == ["v0", "v1"]

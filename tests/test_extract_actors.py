@@ -182,10 +182,7 @@ def test_detector_rules_no_person_and_failed_init_are_isolated(tmp_path, data_di
                            init_boxes={"given": LIFTER}, detector=detector, crop_boxes="largest")  # fmt: skip
     summary = extract(jobs, tmp_path / "y.h5", i3d, options)
     assert summary.done == ["given"]
-    assert (
-        summary.failed[0]["id"] == "detected"
-        and "no target on the first frame" in summary.failed[0]["reason"]
-    )
+    assert summary.failed[0].id == "detected" and "no target on the first frame" in summary.failed[0].reason
     store = FeatureStore(tmp_path / "y.h5")
     assert store.video_ids() == ["given"] and store.load("resnet_crops").features["resnet_crops"][
         0
@@ -201,7 +198,7 @@ def test_detector_rules_no_person_and_failed_init_are_isolated(tmp_path, data_di
     assert "nearest earlier" in store.provenance("resnet_crops")["no_person_rule"]
     # resume: the finished video is skipped, the failed one is tried again (and fails again)
     again = extract(jobs, tmp_path / "y.h5", i3d, options)
-    assert again.skipped == 1 and [f["id"] for f in again.failed] == ["detected"]
+    assert again.skipped == 1 and [f.id for f in again.failed] == ["detected"]
 
 
 def test_sources_of_different_sizes_keep_their_frame_size_per_video(tmp_path, data_dir, i3d, tracker):
@@ -280,7 +277,7 @@ def test_a_wave_with_failing_samples_writes_the_others_and_resumes(tmp_path, dat
     options = ActorOptions(store_boxes=True, tracker=tracker, init_boxes=boxes, track_batch=8)
     summary = extract(jobs, tmp_path / "f.h5", i3d, options)
     assert sorted(summary.done) == ["dive", "lift"]
-    reasons = {failure["id"]: failure["reason"] for failure in summary.failed}
+    reasons = {failure.id: failure.reason for failure in summary.failed}
     assert "starts outside the 480x360 frame" in reasons["dog"]
     assert "no initial box in the box file" in reasons["lift_late"]
     alone = ActorOptions(store_boxes=True, tracker=tracker, init_boxes=WAVE_BOXES, track_batch=1)
@@ -292,7 +289,7 @@ def test_a_wave_with_failing_samples_writes_the_others_and_resumes(tmp_path, dat
         > 0.99
     )
     again = extract(jobs, tmp_path / "f.h5", i3d, options)
-    assert again.skipped == 2 and sorted(f["id"] for f in again.failed) == ["dog", "lift_late"]
+    assert again.skipped == 2 and sorted(f.id for f in again.failed) == ["dog", "lift_late"]
 
 
 def test_a_decode_error_mid_wave_ends_only_that_video(data_dir, tracker):

@@ -92,11 +92,11 @@ def test_ray_store_equals_the_local_store_and_failures_stay_alone(tmp_path, loca
     local = run(jobs, tmp_path / "local.h5", tiny_model)
     on_ray = run_ray(jobs, tmp_path / "ray.h5", tiny_model)
     assert sorted(on_ray.done) == sorted(local.done) == ["v0", "v1", "v2", "v3", "v4"]
-    assert [f["id"] for f in on_ray.failed] == ["corrupt"] and on_ray.padded == local.padded == {"v2": 3}
+    assert [f.id for f in on_ray.failed] == ["corrupt"] and on_ray.padded == local.padded == {"v2": 3}
     assert on_ray.clips == local.clips and on_ray.encode_seconds > 0
     stores_match(tmp_path / "local.h5", tmp_path / "ray.h5")
     again = run_ray(jobs, tmp_path / "ray.h5", tiny_model)  # resume: only the failed video is retried
-    assert again.skipped == 5 and again.done == [] and [f["id"] for f in again.failed] == ["corrupt"]
+    assert again.skipped == 5 and again.done == [] and [f.id for f in again.failed] == ["corrupt"]
 
 
 class _DiesOnce(InceptionI3d):

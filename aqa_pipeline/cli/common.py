@@ -7,6 +7,7 @@ when a command actually asks for CUDA or MPS.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -124,6 +125,8 @@ def echo_json(value: Any) -> None:
 
 
 def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     if hasattr(value, "item"):
         return value.item()
     if hasattr(value, "tolist"):

@@ -47,7 +47,7 @@ DEFAULT_WORKERS = {"cpu": 1, "cuda": 4}
 class ExtractSummary:
     done: list[str] = field(default_factory=list)
     skipped: int = 0
-    failed: list[dict[str, str]] = field(default_factory=list)
+    failed: list[FailedItem] = field(default_factory=list)
     padded: dict[str, int] = field(default_factory=dict)  # video id → padded frames, only where > 0
     clips: int = 0
     seconds: float = 0.0
@@ -83,7 +83,7 @@ class StoreOutput:
 
     def failed(self, video_id: str, reason: str) -> None:
         self.writer.record_failure(video_id, reason)
-        self.summary.failed.append({"id": video_id, "reason": reason})
+        self.summary.failed.append(FailedItem(video_id, reason))
         self.bar.update(1)
 
 

@@ -49,6 +49,8 @@ class ClipItem:
 
 @dataclass(frozen=True)
 class FailedItem:
+    """A video that could not be processed, and why (one line naming what and where)."""
+
     id: str
     reason: str
 

@@ -7,13 +7,14 @@ only turns a :class:`PendingVideo`'s outputs into the store's per-kind arrays wi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from aqa_pipeline.encoders.base import OutputKind
 from aqa_pipeline.extract.batching import ACTOR, SCENE, PendingVideo
+from aqa_pipeline.extract.source import FailedItem
 from aqa_pipeline.store import Feature
 
 
@@ -62,11 +63,11 @@ def video_features(entry: PendingVideo, kinds: RunKinds) -> dict[str, Feature]:
     return features
 
 
-def write_failures(path: Path, failures: list[dict[str, str]]) -> Path | None:
+def write_failures(path: Path, failures: list[FailedItem]) -> Path | None:
     """This run's failures, one JSON object per line; no file when nothing failed."""
     if not failures:
         path.unlink(missing_ok=True)
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(f) + "\n" for f in failures))
+    path.write_text("".join(json.dumps(asdict(f)) + "\n" for f in failures))
     return path
