@@ -134,9 +134,6 @@ class FitJournal:
         np.savez(buffer, **arrays)
         _write_atomically(self.entry(task), buffer.getvalue())
 
-    def count(self, tasks: list[FitTask]) -> int:
-        return sum(self.entry(task).is_file() for task in tasks)
-
     def finished(self, tasks: list[FitTask]) -> dict[int, FoldResult]:
         """The tasks (by index) whose fits were finished earlier, reloaded."""
         return {i: self._load(task) for i, task in enumerate(tasks) if self.entry(task).is_file()}

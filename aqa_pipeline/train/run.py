@@ -164,10 +164,11 @@ def run_tasks(
     tracker: Tracker | None = None,
     bar: tqdm | None = None,
     journal: FitJournal | None = None,
+    done: dict[int, FoldResult] | None = None,
 ) -> list[FoldResult]:
-    """The tasks' results in plan order, whatever order the engine finishes them in; with a ``journal``, the
-    fits it holds are reloaded instead of refitted, and each new one is kept as soon as it finishes."""
-    results = journal.finished(tasks) if journal is not None else {}
+    """The tasks' results in plan order, whatever order the engine finishes them in; the ``done`` ones (by
+    index, reloaded from a journal) are not refitted, and with a ``journal`` each new fit is kept as it finishes."""
+    results = dict(done or {})
     if bar is not None:
         bar.update(len(results))
     todo = [i for i in range(len(tasks)) if i not in results]
@@ -264,16 +265,16 @@ def run(
         unit="fit",
         disable=not config.progress,
     )
-    reused = journal.count(tasks) if journal is not None else 0
+    done = journal.finished(tasks) if journal is not None else {}
     fits = (engine or EngineChoice()).open(store_path, config, loaded, tracker)
     try:
-        result = _gather(split_name, run_tasks(fits, tasks, tracker, bar, journal))
+        result = _gather(split_name, run_tasks(fits, tasks, tracker, bar, journal, done))
     finally:
         fits.close()
     metrics = result.metrics
     metrics["protocol"] = config.protocol
-    if reused:
-        metrics["fits_reused"] = reused  # finished by an earlier, interrupted or shorter, run (--resume)
+    if done:
+        metrics["fits_reused"] = len(done)  # finished by an earlier, interrupted or shorter, run (--resume)
     metrics["selection"] = (
         "best epoch on the evaluated videos (paper protocol; optimistic)"
         if config.protocol == "paper"
