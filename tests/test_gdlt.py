@@ -90,7 +90,7 @@ def test_padding_does_not_change_a_prediction():
 
 @pytest.mark.parametrize(
     ("options", "optimizer_class", "lr"),
-    [({}, torch.optim.Adam, 1e-3), ({"optimizer": "sgd", "lr": 1e-2}, torch.optim.SGD, 1e-2)],
+    [({}, torch.optim.Adam, 3e-4), ({"optimizer": "sgd", "lr": 1e-2}, torch.optim.SGD, 1e-2)],
     ids=["default-adam", "paper-sgd"],
 )
 def test_schedules_anneal_to_one_percent(options, optimizer_class, lr):
@@ -117,3 +117,24 @@ def test_learns_sparse_long_videos_better_than_pooled_ridge():
     head.fit(train, val, seed=0, progress=False)
     rho = spearman(head.predict(test).y, test.y)
     assert rho > ridge_rho + 0.2, f"gdlt {rho:.3f} vs pooled ridge {ridge_rho:.3f}"
+
+
+def test_default_options_do_not_collapse_to_a_constant_on_real_fisv(data_dir):
+    """With Adam at 1e-3 every grade logit saturated within two epochs on Fis-V (|logit| ≈ 3.5, σ' ≈ 0.03), the
+    prediction became the constant 0.5 of equal grades, and 3 of 5 paper-protocol folds never left it. A healthy
+    start spreads the predictions over a fair share of the labels' spread within three epochs."""
+    folder = data_dir / "fisv" / "swintx_avg_fps25_clip32"
+    rows = [
+        line.split() for line in (data_dir / "fisv" / "train.txt").read_text().splitlines() if line.strip()
+    ]
+    rows = rows[:160]
+    tes = np.array([float(row[1]) for row in rows], dtype=np.float32)
+    data = SequenceData(
+        ids=[row[0] for row in rows],
+        x=[np.load(folder / f"{row[0]}.npy").astype(np.float32) for row in rows],
+        y=(tes - tes.min()) / (tes.max() - tes.min()),
+    )
+    head = get_head("gdlt")(epochs=3)
+    head.fit(data, None, seed=0, progress=False)
+    spread = head.predict(data).y.std() / data.y.std()
+    assert spread > 0.1, f"predictions spread {spread:.3f} of the labels' spread: collapsed to a constant"
