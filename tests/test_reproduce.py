@@ -19,7 +19,7 @@ import pytest
 from aqa_pipeline.manifests import Manifest, load_manifest, write_manifest
 from aqa_pipeline.reproduce.papers import load_paper_numbers, numbers_for
 from aqa_pipeline.reproduce.plan import PLANS, get_plan, restrict
-from aqa_pipeline.reproduce.stages import check_sets, options_for
+from aqa_pipeline.reproduce.stages import check_sets, options_for, outdated_options
 from aqa_pipeline.reproduce.table import COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,6 +165,20 @@ def test_every_target_writes_the_papers_table_beside_ours(datasets, tmp_path):
             for cell in (row["ours honest"], row["ours paper-protocol"]):
                 assert CELL.match(cell) or cell == "n/a", row
         assert any(CELL.match(r["ours honest"]) for r in rows), f"{dataset}: no number at all"
+
+
+def test_a_run_kept_with_other_head_options_is_redone(tmp_path):
+    """A table resumed after an upgrade changed a default (GDLT's lr) must not keep the old run as if current."""
+    from aqa_pipeline.heads.registry import get_head
+
+    kept = json.loads(json.dumps(dataclasses.asdict(get_head("gdlt").parse_options({"epochs": 2}))))
+    (tmp_path / "fits").mkdir()
+    (tmp_path / "fits" / "settings.json").write_text(
+        json.dumps({"fit": {"head_options": {**kept, "lr": 1e-3}}})
+    )
+    assert outdated_options(tmp_path, "gdlt", ["--set", "epochs=2"]) == ["lr: 0.001 → 0.0003"]
+    assert outdated_options(tmp_path, "gdlt", ["--use-dd", "--set", "epochs=2", "--set", "lr=1e-3"]) == []
+    assert outdated_options(tmp_path / "never-run", "gdlt", []) == []
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from aqa_pipeline.heads.registry import head_names
 from aqa_pipeline.train.tracking import TRACKERS
 
 
-def _parse_set(values: tuple[str, ...]) -> dict:
+def parse_set(values: tuple[str, ...]) -> dict:
     """``--set key=value`` pairs; values are JSON when they parse (numbers, lists, true/false), else strings."""
     options = {}
     for item in values:
@@ -292,7 +292,7 @@ def main(
     if seed is not None or n_seeds is not None:
         first = seed if seed is not None else 0
         values["seeds"] = [first + i for i in range(n_seeds or 1)]
-    values["head_options"] = {**values.get("head_options", {}), **_parse_set(sets)}
+    values["head_options"] = {**values.get("head_options", {}), **parse_set(sets)}
     values["progress"] = not quiet
     from aqa_pipeline.train.engines import EngineChoice
     from aqa_pipeline.train.run import FitConfig, run

@@ -16,7 +16,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
@@ -141,19 +141,40 @@ def finished(out: Path, seeds: int) -> bool:
     return json.loads((out / "config.json").read_text())["seeds"] == list(range(seeds))
 
 
+def outdated_options(out: Path, head: str, args: list[str]) -> list[str]:
+    """``option: old → new`` for each head option the fits kept at ``out`` were made with that this invocation
+    would change (a default changed by an upgrade, or another ``--set``); empty when nothing is kept there."""
+    from aqa_pipeline.cli.fit import parse_set
+    from aqa_pipeline.heads.registry import get_head
+    from aqa_pipeline.train.journal import differences
+
+    kept = out / "fits" / "settings.json"
+    if not kept.is_file():
+        return []
+    old = json.loads(kept.read_text())["fit"]["head_options"]
+    sets = tuple(value for flag, value in zip(args, args[1:], strict=False) if flag == "--set")
+    new = json.loads(json.dumps(asdict(get_head(head).parse_options(parse_set(sets))), default=str))
+    return differences(old, new)
+
+
 def fit(run: HeadRun, target: str, protocol: str, layout: Layout, settings: Settings, log: Log) -> bool:
-    """One head, target and protocol over all seeds; False when it already finished with these seeds."""
+    """One head, target and protocol over all seeds; False when it already finished with these seeds and
+    options. A run kept with other head options is redone from scratch, and the log says which options."""
     from aqa_pipeline.cli.fit import main
 
     out = layout.run_dir(run, target, protocol)
-    if finished(out, settings.seeds):
+    options = [*run.fit_args, *options_for(run.head, settings.head_sets)]
+    outdated = outdated_options(out, run.head, options)
+    if outdated:
+        log(f"{out.name}: redone from scratch, it was made with other head options ({'; '.join(outdated)})")
+    elif finished(out, settings.seeds):
         return False
     args = ["--head", run.head, str(layout.store(run.features)), "--target", target, "--protocol", protocol]
     args += ["--seeds", str(settings.seeds), "--out", str(out), "--no-final-model", "--quiet"]
-    args += [*run.fit_args, *options_for(run.head, settings.head_sets), "--device", settings.device]
+    args += [*options, "--device", settings.device]
     args += ["--threads", str(settings.threads)] if settings.threads else []
     args += ["--jobs", str(settings.jobs)]
-    _invoke(main, "aqa-fit", [*args, "--resume"], log)
+    _invoke(main, "aqa-fit", [*args, "--overwrite" if outdated else "--resume"], log)
     return True
 
 

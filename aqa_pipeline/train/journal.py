@@ -59,13 +59,13 @@ def fit_settings(
     return json.loads(json.dumps({"fit": fit, "data": data}, default=str))
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     """``key: old → new`` for every leaf that differs, nested keys joined by dots."""
     lines = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            lines += _differences(a, b, f"{prefix}{key}.")
+            lines += differences(a, b, f"{prefix}{key}.")
         elif a != b:
             lines.append(f"{prefix}{key}: {a} → {b}")
     return lines
@@ -91,7 +91,7 @@ class FitJournal:
         except (OSError, ValueError) as error:
             raise JournalError(f"{path}: unreadable ({error}); use --overwrite to start again") from None
         if before != settings:
-            changed = "; ".join(_differences(before, settings))
+            changed = "; ".join(differences(before, settings))
             raise JournalError(
                 f"--resume: the finished fits in {journal.folder} were made with other settings ({changed}); "
                 "use --overwrite to start again, or another --out"
