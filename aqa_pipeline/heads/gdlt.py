@@ -174,7 +174,7 @@ class GDLTHead(TorchHead):
         # still rising; its 150-500 SGD epochs do not fit 5 minutes on 2 CPU cores. Faithful: --set optimizer=sgd
         # --set lr=1e-2
         optimizer: Literal["adam", "sgd"] = "adam"
-        lr: float = 3e-4
+        lr: float = 3e-4  # chosen (see optimizer); code: 1e-2 with SGD
         momentum: float = option(0.9, min=0)  # code (optimizer="sgd" only)
         weight_decay: float = 1e-4  # code
         # code: cosine annealing to lr × decay-rate 0.01, per epoch, no warm-up
