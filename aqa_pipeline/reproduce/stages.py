@@ -5,7 +5,8 @@ The stages call the very commands a user would type, in-process (one torch impor
 each command line so any cell of the table can be re-run by hand. A finished extraction leaves
 ``<store>.done`` beside its store; a finished run leaves ``metrics.json`` in its run directory. An interrupted
 run continues with ``aqa-fit --resume`` from the fits it finished (aqa-extract itself keeps the videos it
-finished), and so does a finished run asked for more seeds.
+finished), and so does a finished run asked for more seeds. A run whose fits were made with other head options
+(a default changed since, another ``--set``) is redone from scratch, never kept as if current.
 """
 
 from __future__ import annotations
