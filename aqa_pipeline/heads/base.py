@@ -13,6 +13,7 @@ default, the test split only under the clearly labelled paper protocol.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -78,6 +79,11 @@ class Head(ABC):
     def parse_options(cls, values: Mapping[str, Any]) -> Options:
         """``values`` (``--set`` / ``--config`` options, or a saved model's) over this head's defaults."""
         return parse_options(cls.Options, values, cls.name)
+
+    @classmethod
+    def resolved_options(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Every option, defaults filled in, as JSON values: what a run's config.json and fit journal record."""
+        return json.loads(json.dumps(asdict(cls.parse_options(values)), default=str))
 
     @classmethod
     def adapt_inputs(cls, data: SequenceData, source, *, primary: str, options: Options) -> SequenceData:

@@ -17,7 +17,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -154,8 +154,7 @@ def outdated_options(out: Path, head: str, args: list[str]) -> list[str]:
         return []
     old = json.loads(kept.read_text())["fit"]["head_options"]
     sets = tuple(value for flag, value in zip(args, args[1:], strict=False) if flag == "--set")
-    new = json.loads(json.dumps(asdict(get_head(head).parse_options(parse_set(sets))), default=str))
-    return differences(old, new)
+    return differences(old, get_head(head).resolved_options(parse_set(sets)))
 
 
 def fit(run: HeadRun, target: str, protocol: str, layout: Layout, settings: Settings, log: Log) -> bool:

@@ -43,7 +43,7 @@ def fit_settings(
     (a default given explicitly equals the default), the feature kinds and their ``provenance`` (the recipe),
     and a digest of the videos and labels they are fitted on."""
     fit = {k: v for k, v in asdict(config).items() if k not in RESULT_NEUTRAL}
-    fit["head_options"] = asdict(head_cls.parse_options(config.head_options))
+    fit["head_options"] = head_cls.resolved_options(config.head_options)
     digest = hashlib.sha256()
     for data in (loaded.train, loaded.test):
         if data is not None:

@@ -337,7 +337,7 @@ def write_run_dir(
 
     head_cls = get_head(config.head)
     # config.json is exactly what --config takes (every head option resolved); the rest describes the inputs.
-    resolved_fit = {**asdict(config), "head_options": asdict(head_cls.parse_options(config.head_options))}
+    resolved_fit = {**asdict(config), "head_options": head_cls.resolved_options(config.head_options)}
     inputs = {
         "store": str(store.path),
         "dataset": store.dataset,
