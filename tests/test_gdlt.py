@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from aqa_pipeline.heads.gdlt import GDLTModel, MaskedBatchNorm1d, hard_triplet_loss
+from aqa_pipeline.heads.gdlt import GDLTModel, InputProjection, MaskedBatchNorm1d, hard_triplet_loss
 from aqa_pipeline.heads.registry import get_head
 from aqa_pipeline.synth import synthetic_sequence_data
 from aqa_pipeline.train.data import SequenceData
@@ -26,16 +28,32 @@ def _tiny_data(n=12, dim=32, seed=0):
 
 def test_masked_batch_norm_uses_real_clips_only():
     torch.manual_seed(0)
-    x = torch.randn(2, 3, 6)
+    x = torch.randn(2, 6, 3)  # (B, T, C)
     mask = torch.tensor([[True] * 6, [True, True, False, False, False, False]])
-    x[1, :, 2:] = 0.0  # padding
+    x[1, 2:] = 0.0  # padding
     masked, reference = MaskedBatchNorm1d(3), nn.BatchNorm1d(3)
     out = masked(x, mask)
-    real = torch.cat([x[0], x[1, :, :2]], dim=1)  # (C, 8 real clips)
-    expected = reference(real[None])[0]
-    torch.testing.assert_close(torch.cat([out[0], out[1, :, :2]], dim=1), expected)
+    real = torch.cat([x[0], x[1, :2]])  # (8 real clips, C)
+    expected = reference(real)
+    torch.testing.assert_close(torch.cat([out[0], out[1, :2]]), expected)
     torch.testing.assert_close(masked.running_mean, reference.running_mean)
     torch.testing.assert_close(masked.running_var, reference.running_var)
+
+
+def test_input_projection_is_the_codes_kernel_1_convolutions():
+    """Channel-last matrix products with the Conv1d parameters give what Conv1d → BN → ReLU → Conv1d → BN gives."""
+    torch.manual_seed(0)
+    projection = InputProjection(16, 8, 4, masked=False)
+    x, mask = torch.randn(3, 5, 16), torch.ones(3, 5, dtype=torch.bool)
+    for training in (True, False):
+        projection.train(training)
+        convs = [projection.conv1, projection.conv2]
+        # copies of the norms, run as plain BatchNorm1d
+        norms = [copy.deepcopy(n) for n in (projection.norm1, projection.norm2)]
+        h = torch.relu(nn.BatchNorm1d.forward(norms[0], convs[0](x.transpose(1, 2))))
+        expected = nn.BatchNorm1d.forward(norms[1], convs[1](h)).transpose(1, 2)
+        torch.testing.assert_close(projection(x, mask), expected)
+        torch.testing.assert_close(projection.norm2.running_var, norms[1].running_var)
 
 
 def test_likert_score_hand_case():
