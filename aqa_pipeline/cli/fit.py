@@ -263,6 +263,9 @@ def main(
         raise click.UsageError(
             "--resume continues a training run: not with --predict, and --tune resumes by rerunning its command"
         )
+    from aqa_pipeline.heads.base import SubnormalsFlushed
+
+    SubnormalsFlushed.for_this_process()  # before torch starts its threads, which inherit it
     if threads:
         import torch
 

@@ -75,7 +75,10 @@ _WORKER_DATA: LoadedData | None = None  # the store as this worker process loade
 def _load_in_worker(store_path: str, config: FitConfig, threads: int) -> None:
     import torch
 
+    from aqa_pipeline.heads.base import SubnormalsFlushed
+
     global _WORKER_DATA
+    SubnormalsFlushed.for_this_process()
     torch.set_num_threads(threads)
     _WORKER_DATA = load_data(FeatureStore(store_path), config, get_head(config.head))
 
@@ -117,6 +120,9 @@ class ProcessEngine:
 def _fit_on_ray(task: FitTask, loaded: LoadedData, threads: int) -> FoldResult:
     import torch
 
+    from aqa_pipeline.heads.base import SubnormalsFlushed
+
+    SubnormalsFlushed.for_this_process()
     torch.set_num_threads(threads)
     return fit_task(task, get_head(task.config.head), loaded)
 
