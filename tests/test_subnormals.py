@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from aqa_pipeline.heads.base import SubnormalsFlushed
@@ -17,6 +18,17 @@ SUBNORMAL = 1e-39  # below float32's smallest normal, 1.18e-38
 def flushed() -> bool:
     """Whether this thread now reads a subnormal input as zero."""
     return bool((torch.tensor([SUBNORMAL]) * 1.0).item() == 0.0)
+
+
+@pytest.fixture(autouse=True)
+def torch_default():
+    """An earlier test may have run aqa-fit in this process (for_this_process): start from torch's default."""
+    process_wide, was_flushed = SubnormalsFlushed.process_wide, flushed()
+    SubnormalsFlushed.process_wide = False
+    torch.set_flush_denormal(False)
+    yield
+    SubnormalsFlushed.process_wide = process_wide
+    torch.set_flush_denormal(was_flushed)
 
 
 def test_fit_and_predict_flush_subnormals_and_then_put_the_flag_back(monkeypatch):
