@@ -55,6 +55,27 @@ def test_without_refit_the_saved_model_holds_out_its_validation_carve(tmp_path, 
     assert result.metrics["final_model"] == {"videos": n, "refit": None}
 
 
+@pytest.mark.parametrize(
+    ("options", "val_fraction"),
+    [({"selection": "last"}, 0.15), ({}, 0.0)],
+    ids=["selection-last", "no-carve"],
+)
+def test_a_fit_that_does_not_select_epochs_trains_on_every_training_video(
+    tmp_path, fits, options, val_fraction
+):
+    """``--set selection=last`` or ``--val-fraction 0``: no carve, in the folds and for the saved model."""
+    store = write_synthetic_store(
+        tmp_path / "s.h5", kind="sparse", n_train=36, n_test=12, dim=8, length=(8, 12)
+    )
+    config = FitConfig(
+        head="weight-score", head_options={**TINY, **options}, cv=3, val_fraction=val_fraction, progress=False
+    )
+    result = run(store, config)
+    assert [(n, with_val) for n, with_val, _ in fits] == [(24, False)] * 3 + [(36, False)]
+    assert result.metrics["selection"] == "last epoch, trained on every training video"
+    assert result.metrics["final_model"] == {"videos": 36, "refit": None}
+
+
 def test_refit_is_checked_before_any_data():
     with pytest.raises(ValueError, match="refit='always'"):
         check_fit_config(FitConfig(head="ridge", refit="always"))

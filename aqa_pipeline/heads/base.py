@@ -88,6 +88,12 @@ class Head(ABC):
         return json.loads(json.dumps(asdict(cls.parse_options(values)), default=str))
 
     @classmethod
+    def selects_epochs(cls, values: Mapping[str, Any]) -> bool:
+        """Whether a fit with these options picks its epoch on a validation split, which the protocol then
+        carves from the training videos; otherwise the head trains on all of them."""
+        return cls.uses_validation
+
+    @classmethod
     def adapt_inputs(cls, data: SequenceData, source, *, primary: str, options: Options) -> SequenceData:
         """Turn loaded store features into what the head consumes (e.g. boxes into tube masks). ``source`` is
         the FeatureSet they came from (provenance, times), ``primary`` its main kind, ``options`` the head's
@@ -195,6 +201,11 @@ class TorchHead(Head):
         self.model: nn.Module | None = None
         self.train_data: SequenceData | None = None  # kept for heads that compare with training videos
         self.input_stats: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std) with standardise_inputs
+
+    @classmethod
+    def selects_epochs(cls, values: Mapping[str, Any]) -> bool:
+        """``selection="last"`` keeps the last epoch: a carved validation split would only cost training videos."""
+        return cls.uses_validation and cls.parse_options(values).selection == "best_val"
 
     # -- what a head implements ----------------------------------------------------------------------------
     @abstractmethod

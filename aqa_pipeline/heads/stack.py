@@ -72,7 +72,7 @@ class StackHead(Head):
     def _fit_member(self, name: str, data: SequenceData, seed: int, **options) -> Head:
         member = self.options.member(name)
         val = None
-        if member.uses_validation and self.options.val_fraction > 0:
+        if member.selects_epochs(self.options.member_options.get(name, {})) and self.options.val_fraction > 0:
             fit, held = carve_validation(
                 np.arange(len(data)), self.options.val_fraction, np.random.default_rng(seed)
             )

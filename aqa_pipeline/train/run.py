@@ -148,7 +148,7 @@ def plan_tasks(config: FitConfig, head_cls: type[Head], loaded: LoadedData) -> l
             n_test=len(loaded.test) if loaded.test is not None else 0,
             seed=seed,
             val_fraction=config.val_fraction,
-            uses_validation=head_cls.uses_validation,
+            uses_validation=head_cls.selects_epochs(config.head_options),
             paper_selection=config.protocol == "paper",
         )
     ]
@@ -279,6 +279,8 @@ def run(
         "best epoch on the evaluated videos (paper protocol; optimistic)"
         if config.protocol == "paper"
         else f"validation split of {config.val_fraction:.0%} carved from the training videos"
+        if head_cls.selects_epochs(config.head_options) and config.val_fraction > 0
+        else "last epoch, trained on every training video"
         if head_cls.uses_validation
         else "inner cross-validation on the training videos"
     )
@@ -310,12 +312,10 @@ def _final_model(
     """How the saved model trains. By default as in the protocol: the validation carve is held out and selects
     the epoch. With ``refit="epochs"`` a head that selects epochs trains on every training video for the median
     of the evaluated fits' best epochs (first seed), so it sees as many videos as the closed-form heads do."""
-    if config.refit != "epochs" or not head_cls.uses_validation:
+    selects = head_cls.selects_epochs(config.head_options)
+    if config.refit != "epochs" or not selects:
         fold = final_fold(
-            n_train,
-            seed=config.seeds[0],
-            val_fraction=config.val_fraction,
-            uses_validation=head_cls.uses_validation,
+            n_train, seed=config.seeds[0], val_fraction=config.val_fraction, uses_validation=selects
         )
         return config, fold, {"videos": len(fold.fit), "refit": None}
     best = [c.history.best_epoch for c in histories if c.seed == config.seeds[0] and c.history.best_epoch]
