@@ -81,13 +81,16 @@ fisv-tuned: fisv-store  ## Fis-V table: defaults / tuned / tuned + 3-seed ensemb
 # make reproduce-mtl-aqa DATA=/datasets/mtl-aqa/videos          (or FEATURES=DIR for fis-v / rhythmic-gymnastics)
 # Smaller runs: SEEDS=1 HEADS=gdlt,ridge SET="epochs=2 batch_size=8"; DEVICE=cuda:0; THREADS=N for each aqa-fit;
 # ENCODER= / PRESET= replace the papers' (the table says so); JOBS=N fits in parallel (aqa-fit --jobs).
+# TSA's tubes and FSPN's actor clips track the athlete from INIT_BOX=x1,y1,x2,y2|boxes.json, else the person the
+# detector (DETECTOR=yolo.pt, default yolo11n) finds.
 # Interrupted, the same command resumes.
 SEEDS ?= 3
 DEVICE ?= cpu
 REPRODUCE_OUT ?= reproduce
 reproduce = $(PY) -m aqa_pipeline.cli.reproduce $(1) --out $(REPRODUCE_OUT) --seeds $(SEEDS) --device $(DEVICE) \
 	$(if $(HEADS),--heads $(HEADS)) $(foreach item,$(SET),--set $(item)) $(if $(ENCODER),--encoder $(ENCODER)) \
-	$(if $(PRESET),--preset $(PRESET)) $(if $(THREADS),--threads $(THREADS)) $(if $(JOBS),--jobs $(JOBS))
+	$(if $(PRESET),--preset $(PRESET)) $(if $(THREADS),--threads $(THREADS)) $(if $(JOBS),--jobs $(JOBS)) \
+	$(if $(INIT_BOX),--init-box $(INIT_BOX)) $(if $(DETECTOR),--detector-weights $(DETECTOR))
 
 $(addprefix reproduce-,$(REPRODUCE_DATASETS)): reproduce-%: setup  ## writes $(REPRODUCE_OUT)/<dataset>/TABLE.md
 	@test -n "$(DATA)$(FEATURES)" || { echo "reproduce-$*: give DATA=/path/to/its/videos (or FEATURES=DIR)" >&2; exit 2; }

@@ -18,13 +18,14 @@ import pytest
 
 from aqa_pipeline.manifests import Manifest, load_manifest, write_manifest
 from aqa_pipeline.reproduce.papers import load_paper_numbers, numbers_for
-from aqa_pipeline.reproduce.plan import PLANS, get_plan, restrict
+from aqa_pipeline.reproduce.plan import PLANS, get_plan, restrict, with_features
 from aqa_pipeline.reproduce.stages import check_sets, options_for, outdated_options
 from aqa_pipeline.reproduce.table import COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = {"train": 4, "test": 2}
 FRAMES = 50  # 2 s at 25 fps: two frames at the 'frames' preset's 1 fps, every I3D preset padded
+SQUARE_AT_START = "0,20,24,44"  # the square _render draws on frame 0: the athlete's first-frame box
 CELL = re.compile(r"^-?\d+\.\d{3} ± \d\.\d{3} \(1 seeds\)$")
 
 
@@ -158,9 +159,11 @@ def test_every_target_writes_the_papers_table_beside_ours(datasets, tmp_path):
             assert row["paper's number"] == (f"{number.value:g}" if number else "—"), row
             if number:
                 assert row["source"] == number.source()
-            if row["head"] == "tsa":
-                assert row["ours honest"] == "not run" and "--maps --boxes" in row["note"]
+            if row["head"] == "tsa":  # its maps and tubes are cut with the paper's I3D, not mobilenet-v2
+                assert row["ours honest"] == "not run" and "needs maps+boxes" in row["note"]
                 continue
+            if row["head"] == "fspn":
+                assert "without the actor stream" in row["note"], row
             assert row["features"] == "mobilenet-v2-frames" and row["evaluation"] == "test"
             for cell in (row["ours honest"], row["ours paper-protocol"]):
                 assert CELL.match(cell) or cell == "n/a", row
@@ -185,12 +188,14 @@ def test_a_run_kept_with_other_head_options_is_redone(tmp_path):
 @pytest.mark.realdata  # the real I3D and MobileNetV2 checkpoints
 def test_the_paper_features_resume_without_redoing_finished_stages(datasets, tmp_path):
     root, env = datasets
-    run = dict(DATA=root / "finediving", REPRODUCE_OUT=tmp_path, SEEDS=1, SET="epochs=1", HEADS="core")
+    run = dict(DATA=root / "finediving", REPRODUCE_OUT=tmp_path, SEEDS=1, SET="epochs=1", HEADS="core",
+               INIT_BOX=SQUARE_AT_START)  # fmt: skip
     first = _make("reproduce-finediving", env, THREADS=1, **run)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "features: 1 built, 0 already done; runs: 2 trained, 0 already done" in first.stdout
-    assert "--encoder i3d --preset finediving" in first.stderr  # the paper's recipe, logged as a command
-    assert {r["features"] for r in _table(tmp_path / "finediving")} == {"i3d-finediving"}
+    # the paper's recipe, logged as a command, with FSPN's actor clips in the same pass
+    assert "--encoder i3d --preset finediving --device cpu --actor --init-box 0,20,24,44" in first.stderr
+    assert {r["features"] for r in _table(tmp_path / "finediving")} == {"i3d-finediving+actor"}
     metrics = tmp_path / "finediving" / "runs" / "core-score-honest" / "metrics.json"
     stamp = metrics.stat().st_mtime_ns
     again = _make("reproduce-finediving", env, **run)
@@ -240,3 +245,53 @@ def test_published_features_replace_the_videos(datasets, tmp_path):
     assert [(r["head"], r["target"]) for r in rows] == [("gdlt", "tes"), ("gdlt", "pcs")]
     assert {r["features"] for r in rows} == {"gdlt-vst-published"}
     assert [r["paper's number"] for r in rows] == ["0.685", "0.82"]
+
+
+def test_athlete_kinds_need_the_papers_encoder_and_are_shared_by_the_heads_of_a_store():
+    plan = get_plan("mtl-aqa")
+    by_head = {run.head: run for run in plan.heads}
+    assert by_head["core"].features == by_head["tsa"].features == by_head["fspn"].features  # decoded once
+    assert by_head["core"].features.name == "i3d-mtl-aqa+maps+boxes+actor"
+    assert by_head["tsa"].input_kind() == "i3d_maps" and by_head["core"].input_kind() == "i3d"
+    assert "use_actor=false" not in " ".join(by_head["fspn"].fit_args)
+    assert restrict(plan, ("ridge",)).heads[0].features == by_head["core"].features  # no second I3D pass
+    preset_only = {run.head: run for run in with_features(plan, preset="finediving").heads}
+    assert preset_only["tsa"].features.athlete == ("maps", "boxes", "actor")
+    assert not preset_only["tsa"].not_run
+    for moved in (with_features(plan, encoder="mobilenet-v2"), with_features(plan, "gdlt-vst", "published")):
+        runs = {run.head: run for run in moved.heads}
+        assert not any(run.features.athlete for run in moved.heads)
+        assert runs["tsa"].not_run.startswith("needs maps+boxes")
+        assert runs["fspn"].fit_args[-2:] == ("--set", "use_actor=false") and not runs["fspn"].not_run
+        assert "without the actor stream" in runs["fspn"].variant
+
+
+def test_a_first_frame_box_is_refused_where_nothing_is_tracked(tmp_path):
+    from aqa_pipeline.reproduce.run import Request, check_tracking
+
+    request = Request("fis-v", tmp_path, published=True, out=tmp_path, init_box=SQUARE_AT_START)
+    with pytest.raises(ValueError, match="no feature stage of fis-v tracks the athlete"):
+        check_tracking(get_plan("fis-v"), request)
+    check_tracking(get_plan("aqa-7"), dataclasses.replace(request, dataset="aqa-7"))
+
+
+@pytest.mark.slow
+@pytest.mark.realdata  # the real I3D and NanoTrack V2 checkpoints
+def test_tsa_and_fspn_train_on_the_tracked_athlete(datasets, tmp_path):
+    """TSA on I3D maps with tube masks from the tracked boxes, FSPN with its actor clips: one store for both."""
+    root, env = datasets
+    done = _make("reproduce-mtl-aqa", env, DATA=root / "mtl-aqa", REPRODUCE_OUT=tmp_path, SEEDS=1,
+                 SET="epochs=1", HEADS="tsa,fspn", PRESET="finediving", INIT_BOX=SQUARE_AT_START, THREADS=1)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "features: 1 built" in done.stdout
+    assert "--maps --maps-endpoint MaxPool3d_4a_3x3 --boxes --actor --init-box 0,20,24,44" in done.stderr
+    assert "--feature i3d_maps" in done.stderr and "--feature i3d " in done.stderr
+    rows = _table(tmp_path / "mtl-aqa")
+    assert {row["head"] for row in rows} == {"tsa", "fspn"}
+    for row in rows:
+        assert row["features"] == "i3d-finediving+maps+boxes+actor" and row["note"] == "", row
+        assert CELL.match(row["ours honest"]) and CELL.match(row["ours paper-protocol"]), row
+    from aqa_pipeline.store import FeatureStore
+
+    store = FeatureStore(tmp_path / "mtl-aqa" / "features" / "i3d-finediving+maps+boxes+actor.h5")
+    assert {"i3d", "i3d_maps", "boxes", "i3d_actor"} <= set(store.kinds)

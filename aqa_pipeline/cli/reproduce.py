@@ -65,6 +65,19 @@ REPRODUCIBLE = ("mtl-aqa", "aqa-7", "finediving", "rhythmic-gymnastics", "fis-v"
     default=None,
     help="Replace every stage's preset (the table says so): for a quick smoke run.",
 )
+@click.option(
+    "--init-box",
+    default=None,
+    metavar="BOX|FILE",
+    help="The athlete on each sample's first frame, for the stages that track it (TSA's tubes, FSPN's actor "
+    "clips): 'x1,y1,x2,y2' or a JSON file {sample id: box}; without it the detector finds the largest person.",
+)
+@click.option(
+    "--detector-weights",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="YOLO person detector for those stages [default: yolo11n via $AQA_WEIGHTS_DIR / cache / download].",
+)
 @device_option()
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for each fit.")
 @click.option(
@@ -77,8 +90,8 @@ REPRODUCIBLE = ("mtl-aqa", "aqa-7", "finediving", "rhythmic-gymnastics", "fis-v"
 @verbose_option
 @json_option
 @version_option
-def main(dataset, data, features_dir, out_dir, seeds, heads, head_sets, encoder, preset, device, threads, jobs,
-         as_json) -> None:  # fmt: skip
+def main(dataset, data, features_dir, out_dir, seeds, heads, head_sets, encoder, preset, init_box,
+         detector_weights, device, threads, jobs, as_json) -> None:  # fmt: skip
     """Reproduce the table of every seed paper that reports on DATASET, end to end.
 
     Checks the folder against the manifest (refusing, before any work, a folder with videos missing), extracts
@@ -110,6 +123,8 @@ def main(dataset, data, features_dir, out_dir, seeds, heads, head_sets, encoder,
         device=device,
         threads=threads,
         jobs=jobs,
+        init_box=init_box,
+        detector_weights=detector_weights,
     )
     outcome = reproduce(request, log=lambda line: click.echo(line, err=True))
     if as_json:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from aqa_pipeline.encoders.registry import default_encoder
+from aqa_pipeline.encoders.registry import default_encoder, get_entry
 from aqa_pipeline.heads.registry import head_names
 from aqa_pipeline.manifests import DATASETS
 from aqa_pipeline.video.presets import DATASET_PRESETS
@@ -19,16 +19,35 @@ DIVING_DD = ("--use-dd",)
 NO_ACTOR = ("--set", "use_actor=false")
 
 
+# The aqa-extract flags of each athlete-centred kind, by the name a stage lists it under. TSA's maps are taken at
+# its code's layer (the head's default map_endpoint), not aqa-extract's Mixed_4e.
+ATHLETE_FLAGS: dict[str, tuple[str, ...]] = {
+    "maps": ("--maps", "--maps-endpoint", "MaxPool3d_4a_3x3"),
+    "boxes": ("--boxes",),
+    "actor": ("--actor",),
+}
+
+
 @dataclass(frozen=True)
 class FeatureStage:
-    """One feature store: an encoder run with a preset over the dataset's videos."""
+    """One feature store: an encoder run with a preset over the dataset's videos, plus the athlete-centred
+    kinds (``ATHLETE_FLAGS``) its heads need, extracted in the same pass so the clips are decoded once."""
 
     encoder: str
     preset: str
+    athlete: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
-        return f"{self.encoder}-{self.preset}"
+        return "-".join((self.encoder, self.preset)) + "".join(f"+{kind}" for kind in self.athlete)
+
+    @property
+    def clip_kind(self) -> str:
+        """The store kind of the encoder's clip feature (the primary input of every head but TSA)."""
+        return get_entry(self.encoder).kind
+
+    def extract_flags(self) -> list[str]:
+        return [flag for kind in self.athlete for flag in ATHLETE_FLAGS[kind]]
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,21 @@ class HeadRun:
         ""  # how this run differs from the paper's own, "" when it does not (beyond frozen features)
     )
     not_run: str = ""  # why the head cannot run here yet ("" = it runs)
+    primary: str | None = None  # its input kind when not the encoder's clip kind (TSA: i3d_maps)
+    needs: tuple[str, ...] = ()  # the athlete kinds of ``features`` it reads
+    reduced: HeadRun | None = None  # what runs instead when those kinds cannot be built (published features)
+
+    def input_kind(self) -> str:
+        return self.primary or self.features.clip_kind
+
+    def without_athlete(self, reason: str) -> HeadRun:
+        """This run on features without athlete kinds: its reduced form, or not run, saying ``reason``."""
+        if not self.needs:
+            return self
+        if self.reduced is None:
+            return dataclasses.replace(self, not_run=f"needs {'+'.join(self.needs)} ({reason})")
+        note = "; ".join(filter(None, (self.reduced.variant, reason)))
+        return dataclasses.replace(self.reduced, features=self.features, targets=self.targets, variant=note)
 
 
 @dataclass(frozen=True)
@@ -62,24 +96,30 @@ class DatasetPlan:
         return tuple(run for run in self.heads if not run.not_run)
 
 
-CORE = FeatureStage("i3d", "mtl-aqa")
+CORE = FeatureStage("i3d", "mtl-aqa", athlete=("maps", "boxes", "actor"))  # + TSA's and FSPN's kinds
 MUSDL = FeatureStage("i3d", "mtl-aqa-musdl")
 TPT = FeatureStage("i3d", "tpt")
-AQA7 = FeatureStage("i3d", "aqa-7")
-FINEDIVING = FeatureStage("i3d", "finediving")
+AQA7 = FeatureStage("i3d", "aqa-7", athlete=("maps", "boxes"))  # + TSA's
+FINEDIVING = FeatureStage("i3d", "finediving", athlete=("actor",))  # + FSPN's
 GDLT = FeatureStage("swin3d-b", "gdlt")
 ACTION_NET = FeatureStage("i3d", "action-net")
 
-TSA_NOT_RUN = (
-    "needs I3D maps and athlete tube boxes (aqa-extract --maps --boxes), not wired into reproduce yet"
-)
 ACTION_NET_VARIANT = "dynamic stream only: the static stream needs person crops (aqa-extract --crops)"
-FSPN_VARIANT = (
-    "without the actor stream (use_actor=false): it needs tracked athlete clips (aqa-extract --actor)"
-)
+FSPN_VARIANT = "without the actor stream (use_actor=false)"
 
 AQA7_VARIANT = "one model over the six classes, scored per class (CoRe and TPT train one per class)"
 RG_VARIANT = "one model over the four apparatus, scored per apparatus (the papers train one per apparatus)"
+
+
+def _tsa(stage: FeatureStage, variant: str = "") -> HeadRun:
+    """TSA on the stage's I3D maps with tube masks from the tracked boxes; nothing replaces it without them."""
+    return HeadRun("tsa", stage, variant=variant, primary="i3d_maps", needs=("maps", "boxes"))
+
+
+def _fspn(stage: FeatureStage) -> HeadRun:
+    """FSPN with its actor stream (I3D on clips re-cut around the tracked diver), else without it."""
+    reduced = HeadRun("fspn", stage, fit_args=DIVING_DD + NO_ACTOR, variant=FSPN_VARIANT)
+    return HeadRun("fspn", stage, fit_args=DIVING_DD, needs=("actor",), reduced=reduced)
 
 
 def _long_videos(targets: tuple[str, ...], variant: str = "") -> tuple[HeadRun, ...]:
@@ -102,8 +142,8 @@ PLANS: dict[str, DatasetPlan] = {
                 HeadRun("musdl", MUSDL),
                 HeadRun("core", CORE, fit_args=DIVING_DD),
                 HeadRun("tpt", TPT, fit_args=DIVING_DD),
-                HeadRun("tsa", CORE, not_run=TSA_NOT_RUN),
-                HeadRun("fspn", CORE, fit_args=DIVING_DD + NO_ACTOR, variant=FSPN_VARIANT),
+                _tsa(CORE),
+                _fspn(CORE),
             ),
         ),
         DatasetPlan(
@@ -112,7 +152,7 @@ PLANS: dict[str, DatasetPlan] = {
                 HeadRun("usdl", AQA7, variant=AQA7_VARIANT),
                 HeadRun("core", AQA7, variant=AQA7_VARIANT),
                 HeadRun("tpt", TPT, variant=AQA7_VARIANT),
-                HeadRun("tsa", AQA7, not_run=TSA_NOT_RUN),
+                _tsa(AQA7, AQA7_VARIANT),
             ),
         ),
         DatasetPlan(
@@ -120,7 +160,7 @@ PLANS: dict[str, DatasetPlan] = {
             (
                 HeadRun("core", FINEDIVING, fit_args=DIVING_DD),
                 HeadRun("tpt", FINEDIVING, fit_args=DIVING_DD),
-                HeadRun("fspn", FINEDIVING, fit_args=DIVING_DD + NO_ACTOR, variant=FSPN_VARIANT),
+                _fspn(FINEDIVING),
             ),
         ),
         DatasetPlan("rhythmic-gymnastics", _long_videos(("score",), RG_VARIANT), release="gdlt-vst"),
@@ -147,7 +187,9 @@ def restrict(plan: DatasetPlan, heads: tuple[str, ...]) -> DatasetPlan:
     by_head: dict[str, list[HeadRun]] = {}
     for run in plan.heads:
         by_head.setdefault(run.head, []).append(run)
-    default = FeatureStage(default_encoder(plan.dataset), DATASET_PRESETS[plan.dataset])
+    encoder, preset = default_encoder(plan.dataset), DATASET_PRESETS[plan.dataset]
+    same = [stage for stage in plan.stages if (stage.encoder, stage.preset) == (encoder, preset)]
+    default = same[0] if same else FeatureStage(encoder, preset)  # a paper's store when it has those clips
     targets = plan.heads[0].targets
     chosen = [run for head in heads for run in by_head.get(head, [HeadRun(head, default, targets)])]
     return dataclasses.replace(plan, heads=tuple(chosen))
@@ -155,12 +197,16 @@ def restrict(plan: DatasetPlan, heads: tuple[str, ...]) -> DatasetPlan:
 
 def with_features(plan: DatasetPlan, encoder: str | None = None, preset: str | None = None) -> DatasetPlan:
     """Every stage with another encoder and/or preset: for a paper encoder without weights on this machine, or
-    a test's cheap one. The table's features column shows what was used."""
-    heads = tuple(
-        dataclasses.replace(
-            run,
-            features=FeatureStage(encoder or run.features.encoder, preset or run.features.preset),
+    a test's cheap one. The table's features column shows what was used. Another encoder (or a published
+    release) drops the athlete kinds, which are cut with the paper's I3D: their heads run reduced or not at all."""
+
+    def moved(run: HeadRun) -> HeadRun:
+        stage = run.features
+        keeps_athlete = encoder in (None, stage.encoder)
+        features = FeatureStage(
+            encoder or stage.encoder, preset or stage.preset, stage.athlete if keeps_athlete else ()
         )
-        for run in plan.heads
-    )
-    return dataclasses.replace(plan, heads=heads)
+        run = dataclasses.replace(run, features=features)
+        return run if keeps_athlete else run.without_athlete(f"not with {encoder} features")
+
+    return dataclasses.replace(plan, heads=tuple(moved(run) for run in plan.heads))

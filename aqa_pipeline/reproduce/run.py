@@ -29,6 +29,8 @@ class Request:
     device: str = "cpu"
     threads: int | None = None
     jobs: int = 1
+    init_box: str | None = None
+    detector_weights: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,16 @@ def plan_for(request: Request) -> DatasetPlan:
             raise ValueError("--encoder/--preset choose how features are extracted: not with --features")
         return with_features(plan, encoder=plan.release, preset=PUBLISHED)
     if request.encoder or request.preset:
-        return with_features(plan, encoder=request.encoder, preset=request.preset)
+        plan = with_features(plan, encoder=request.encoder, preset=request.preset)
     return plan
+
+
+def check_tracking(plan: DatasetPlan, request: Request) -> None:
+    """Refuse --init-box / --detector-weights where no stage tracks the athlete: they would be ignored."""
+    if (request.init_box or request.detector_weights) and not any(stage.athlete for stage in plan.stages):
+        raise ValueError(
+            f"--init-box/--detector-weights: no feature stage of {plan.dataset} tracks the athlete here"
+        )
 
 
 def check_published(manifest: Manifest, folder: Path) -> str:
@@ -96,10 +106,12 @@ def check_source(request: Request, manifest: Manifest) -> str:
 def reproduce(request: Request, log: Log) -> Outcome:
     plan = plan_for(request)
     check_sets(plan, request.head_sets)
+    check_tracking(plan, request)
     source = check_source(request, load_manifest(request.dataset))
     log(source)
     layout = Layout(request.out / request.dataset)
-    settings = Settings(request.seeds, request.head_sets, request.device, request.threads, request.jobs)
+    settings = Settings(request.seeds, request.head_sets, request.device, request.threads, request.jobs,
+                        request.init_box, request.detector_weights)  # fmt: skip
     features, fits = run_plan(plan, request.source, layout, settings, log, request.published)
     rows = build_rows(plan, numbers_for(request.dataset), layout)
     table, csv_path = write_table(rows, request.dataset, layout)

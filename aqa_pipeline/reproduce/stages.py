@@ -47,13 +47,16 @@ class Layout:
 
 @dataclass(frozen=True)
 class Settings:
-    """What every fit shares: seeds, head option overrides, device, threads and parallel fits."""
+    """What every stage shares: seeds, head option overrides, device, threads and parallel fits, and how the
+    athlete is found for the stages that track it."""
 
     seeds: int = 3
     head_sets: tuple[str, ...] = ()  # KEY=VALUE, given to each head that has the option
     device: str = "cpu"
     threads: int | None = None
     jobs: int = 1  # aqa-fit --jobs: folds × seeds in this many worker processes
+    init_box: str | None = None  # aqa-extract --init-box: the athlete's first-frame box(es) for tracking
+    detector_weights: str | None = None  # aqa-extract --detector-weights: the athlete where no box is given
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,10 @@ def _finished(store: Path) -> bool:
     return store.with_name(store.name + ".done").is_file()
 
 
-def extract(stage: FeatureStage, dataset: str, videos: Path, layout: Layout, device: str, log: Log) -> bool:
-    """The stage's feature store from the videos; False when a previous run finished it."""
+def extract(
+    stage: FeatureStage, dataset: str, videos: Path, layout: Layout, settings: Settings, log: Log
+) -> bool:
+    """The stage's feature store from the videos, with its athlete kinds; False when a previous run finished it."""
     from aqa_pipeline.cli.extract import main
 
     store = layout.store(stage)
@@ -97,7 +102,11 @@ def extract(stage: FeatureStage, dataset: str, videos: Path, layout: Layout, dev
         return False
     store.parent.mkdir(parents=True, exist_ok=True)
     args = ["--dataset", dataset, "--video-root", str(videos), "--out", str(store)]
-    args += ["--encoder", stage.encoder, "--preset", stage.preset, "--device", device]
+    args += ["--encoder", stage.encoder, "--preset", stage.preset, "--device", settings.device]
+    if stage.athlete:
+        args += stage.extract_flags()
+        args += ["--init-box", settings.init_box] if settings.init_box else []
+        args += ["--detector-weights", settings.detector_weights] if settings.detector_weights else []
     _invoke(main, "aqa-extract", args, log)
     _finish(store)
     return True
@@ -171,6 +180,7 @@ def fit(run: HeadRun, target: str, protocol: str, layout: Layout, settings: Sett
         return False
     args = ["--head", run.head, str(layout.store(run.features)), "--target", target, "--protocol", protocol]
     args += ["--seeds", str(settings.seeds), "--out", str(out), "--no-final-model", "--quiet"]
+    args += ["--feature", run.input_kind()] if run.features.athlete else []  # the store holds several kinds
     args += [*options, "--device", settings.device]
     args += ["--threads", str(settings.threads)] if settings.threads else []
     args += ["--jobs", str(settings.jobs)]
@@ -187,7 +197,7 @@ def run_plan(
         if published:
             features = features.add(import_published(stage, plan.dataset, source, layout, log))
         else:
-            features = features.add(extract(stage, plan.dataset, source, layout, settings.device, log))
+            features = features.add(extract(stage, plan.dataset, source, layout, settings, log))
     fits = StageCounts()
     runs = [(run, t, protocol) for run in plan.runnable() for t in run.targets for protocol in PROTOCOLS]
     for number, (run, target, protocol) in enumerate(runs, start=1):
