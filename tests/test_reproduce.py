@@ -164,6 +164,8 @@ def test_every_target_writes_the_papers_table_beside_ours(datasets, tmp_path):
                 continue
             if row["head"] == "fspn":
                 assert "without the actor stream" in row["note"], row
+            if row["head"] == "action-net":
+                assert "dynamic stream only" in row["note"], row
             assert row["features"] == "mobilenet-v2-frames" and row["evaluation"] == "test"
             for cell in (row["ours honest"], row["ours paper-protocol"]):
                 assert CELL.match(cell) or cell == "n/a", row
@@ -264,15 +266,21 @@ def test_athlete_kinds_need_the_papers_encoder_and_are_shared_by_the_heads_of_a_
         assert runs["tsa"].not_run.startswith("needs maps+boxes")
         assert runs["fspn"].fit_args[-2:] == ("--set", "use_actor=false") and not runs["fspn"].not_run
         assert "without the actor stream" in runs["fspn"].variant
+    fisv = {run.head: run for run in get_plan("fis-v").heads}
+    assert fisv["action-net"].features.name == "i3d-action-net+crops" and not fisv["action-net"].variant
+    assert fisv["action-net"].features.extract_flags() == ["--crops", "resnet50"]  # ACTION-NET's ResNet-50
+    published = {run.head: run for run in with_features(get_plan("fis-v"), "gdlt-vst", "published").heads}
+    assert published["action-net"].variant.startswith("dynamic stream only")
 
 
 def test_a_first_frame_box_is_refused_where_nothing_is_tracked(tmp_path):
-    from aqa_pipeline.reproduce.run import Request, check_tracking
+    from aqa_pipeline.reproduce.run import Request, check_tracking, plan_for
 
-    request = Request("fis-v", tmp_path, published=True, out=tmp_path, init_box=SQUARE_AT_START)
-    with pytest.raises(ValueError, match="no feature stage of fis-v tracks the athlete"):
-        check_tracking(get_plan("fis-v"), request)
-    check_tracking(get_plan("aqa-7"), dataclasses.replace(request, dataset="aqa-7"))
+    published = Request("fis-v", tmp_path, published=True, out=tmp_path, init_box=SQUARE_AT_START)
+    with pytest.raises(ValueError, match="no feature stage of fis-v tracks or detects the athlete"):
+        check_tracking(plan_for(published), published)
+    videos = dataclasses.replace(published, published=False)
+    check_tracking(plan_for(videos), videos)  # ACTION-NET's crops: the detector matters
 
 
 @pytest.mark.slow

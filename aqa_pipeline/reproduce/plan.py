@@ -25,6 +25,8 @@ ATHLETE_FLAGS: dict[str, tuple[str, ...]] = {
     "maps": ("--maps", "--maps-endpoint", "MaxPool3d_4a_3x3"),
     "boxes": ("--boxes",),
     "actor": ("--actor",),
+    # ACTION-NET's static stream: ResNet-50 on 1 fps crops of the largest person the detector finds
+    "crops": ("--crops", "resnet50"),
 }
 
 
@@ -102,9 +104,9 @@ TPT = FeatureStage("i3d", "tpt")
 AQA7 = FeatureStage("i3d", "aqa-7", athlete=("maps", "boxes"))  # + TSA's
 FINEDIVING = FeatureStage("i3d", "finediving", athlete=("actor",))  # + FSPN's
 GDLT = FeatureStage("swin3d-b", "gdlt")
-ACTION_NET = FeatureStage("i3d", "action-net")
+ACTION_NET = FeatureStage("i3d", "action-net", athlete=("crops",))  # + its static stream
 
-ACTION_NET_VARIANT = "dynamic stream only: the static stream needs person crops (aqa-extract --crops)"
+ACTION_NET_VARIANT = "dynamic stream only (its static stream is cut from the videos)"
 FSPN_VARIANT = "without the actor stream (use_actor=false)"
 
 AQA7_VARIANT = "one model over the six classes, scored per class (CoRe and TPT train one per class)"
@@ -123,9 +125,16 @@ def _fspn(stage: FeatureStage) -> HeadRun:
 
 
 def _long_videos(targets: tuple[str, ...], variant: str = "") -> tuple[HeadRun, ...]:
+    """ACTION-NET with its static stream of person crops (else its dynamic stream alone), GDLT, weight-score."""
+    dynamic_only = "; ".join(filter(None, (ACTION_NET_VARIANT, variant)))
     return (
         HeadRun(
-            "action-net", ACTION_NET, targets, variant="; ".join(filter(None, (ACTION_NET_VARIANT, variant)))
+            "action-net",
+            ACTION_NET,
+            targets,
+            variant=variant,
+            needs=("crops",),
+            reduced=HeadRun("action-net", ACTION_NET, targets, variant=dynamic_only),
         ),
         HeadRun("gdlt", GDLT, targets, variant=variant),
         HeadRun("weight-score", GDLT, targets, variant=variant),

@@ -75,7 +75,7 @@ def check_tracking(plan: DatasetPlan, request: Request) -> None:
     """Refuse --init-box / --detector-weights where no stage tracks the athlete: they would be ignored."""
     if (request.init_box or request.detector_weights) and not any(stage.athlete for stage in plan.stages):
         raise ValueError(
-            f"--init-box/--detector-weights: no feature stage of {plan.dataset} tracks the athlete here"
+            f"--init-box/--detector-weights: no feature stage of {plan.dataset} tracks or detects the athlete here"
         )
 
 
