@@ -51,8 +51,9 @@ class RunCell:
         finite = [v for v in self.values if np.isfinite(v)]
         if not finite:
             return "n/a"
-        spread = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
-        return f"{np.mean(finite):.3f} ± {spread:.3f} ({len(finite)} seeds)"
+        if len(finite) == 1:  # no spread to show
+            return f"{finite[0]:.3f} (1 seed)"
+        return f"{np.mean(finite):.3f} ± {np.std(finite, ddof=1):.3f} ({len(finite)} seeds)"
 
 
 def _lookup(metrics: dict, path: str) -> float:
