@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from aqa_pipeline.encoders.registry import default_encoder, get_entry
-from aqa_pipeline.heads.registry import head_names
+from aqa_pipeline.heads.registry import get_head, head_names
 from aqa_pipeline.manifests import DATASETS
 from aqa_pipeline.video.presets import DATASET_PRESETS
 
@@ -19,10 +19,10 @@ DIVING_DD = ("--use-dd",)
 NO_ACTOR = ("--set", "use_actor=false")
 
 
-# The aqa-extract flags of each athlete-centred kind, by the name a stage lists it under. TSA's maps are taken at
-# its code's layer (the head's default map_endpoint), not aqa-extract's Mixed_4e.
+# The aqa-extract flags of each athlete-centred kind, by the name a stage lists it under ("maps" also gets the
+# TSA head's layer: see FeatureStage.extract_flags).
 ATHLETE_FLAGS: dict[str, tuple[str, ...]] = {
-    "maps": ("--maps", "--maps-endpoint", "MaxPool3d_4a_3x3"),
+    "maps": ("--maps",),
     "boxes": ("--boxes",),
     "actor": ("--actor",),
     # ACTION-NET's static stream: ResNet-50 on 1 fps crops of the largest person the detector finds
@@ -49,7 +49,12 @@ class FeatureStage:
         return get_entry(self.encoder).kind
 
     def extract_flags(self) -> list[str]:
-        return [flag for kind in self.athlete for flag in ATHLETE_FLAGS[kind]]
+        flags = []
+        for kind in self.athlete:
+            flags += ATHLETE_FLAGS[kind]
+            if kind == "maps":  # at the layer the TSA head reads by default, not aqa-extract's Mixed_4e
+                flags += ["--maps-endpoint", get_head("tsa").parse_options({}).map_endpoint]
+        return flags
 
 
 @dataclass(frozen=True)
