@@ -62,7 +62,9 @@ fisv-heads: fisv-store  ## Fis-V CV table of the paper heads (several hours on 2
 	@$(call fisv_cv,tpt core action-net gdlt weight-score)
 
 # The options aqa-fit --tune found (configs/fis-v/<head>-<target>.yaml, searched on the CV folds of seed 0) against
-# each head's defaults, evaluated on folds the search never saw (seeds 100-102), alone and as a seed ensemble.
+# each head's defaults, evaluated on folds the search never saw (seeds 100-102), alone and as a seed ensemble; and
+# the heads whose defaults have no committed search (FISV_DEFAULT_HEADS), alone and as a seed ensemble.
+FISV_DEFAULT_HEADS ?= gdlt weight-score
 FISV_TUNED ?= runs/fisv-tuned
 FISV_TUNED_CV = --cv 5 --seeds 3 --seed 100 --quiet --no-final-model $(if $(THREADS),--threads $(THREADS))
 fisv_once = test -f $(2)/metrics.json || $(VENV)/bin/aqa-fit $(FISV_STORE) $(1) $(FISV_TUNED_CV) --overwrite --out $(2)
@@ -75,6 +77,11 @@ fisv-tuned: fisv-store  ## Fis-V table: defaults / tuned / tuned + 3-seed ensemb
 	  $(call fisv_once,--config $$config,$(FISV_TUNED)/$$name-tuned) || exit 1; \
 	  $(call fisv_once,--config $$config --ensemble 3,$(FISV_TUNED)/$$name-tuned-ensemble) || exit 1; \
 	done
+	@for head in $(FISV_DEFAULT_HEADS); do for target in tes pcs; do \
+	  $(call fisv_once,--head $$head --target $$target,$(FISV_TUNED)/$$head-$$target-defaults) || exit 1; \
+	  $(call fisv_once,--head $$head --target $$target --ensemble 3,$(FISV_TUNED)/$$head-$$target-defaults-ensemble) \
+	    || exit 1; \
+	done; done
 	$(VENV)/bin/aqa-compare $(FISV_TUNED)/* --format markdown --out $(FISV_TUNED)
 
 # -- the seed papers' tables from your copy of a dataset (README: "Reproducing the papers' tables") ------------

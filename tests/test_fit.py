@@ -78,7 +78,7 @@ def test_folds_never_select_on_scored_videos():
             assert not (set(fold.fit) | set(fold.val)) & set(fold.score)
     cv_scored = np.concatenate([f.score for f in folds(50, cv=5, val_fraction=0.1)])
     assert sorted(cv_scored) == list(range(50))  # every training video is scored exactly once
-    for fold in folds(50, cv=5, val_fraction=0.0):  # no carve (configs/fis-v/gdlt-*): all the others train
+    for fold in folds(50, cv=5, val_fraction=0.0):  # no carve (gdlt's default): all the others train
         assert fold.val is None and sorted(np.concatenate([fold.fit, fold.score])) == list(range(50))
     with pytest.raises(ValueError, match="too few"):
         folds(6, cv=5, val_fraction=0.1)

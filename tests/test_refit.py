@@ -34,7 +34,9 @@ def test_the_refit_sees_every_training_video_for_the_folds_median_epoch(tmp_path
     store = write_synthetic_store(
         tmp_path / "s.h5", kind="sparse", n_train=36, n_test=12, dim=8, length=(8, 12)
     )
-    config = FitConfig(head="weight-score", head_options=TINY, cv=3, refit="epochs", progress=False)
+    config = FitConfig(
+        head="weight-score", head_options=TINY, cv=3, val_fraction=0.15, refit="epochs", progress=False
+    )
     result = run(store, config)
     *folds, final = fits
     assert len(folds) == 3 and all(n < 36 and with_val for n, with_val, _ in folds)
@@ -49,7 +51,7 @@ def test_without_refit_the_saved_model_holds_out_its_validation_carve(tmp_path, 
     store = write_synthetic_store(
         tmp_path / "s.h5", kind="sparse", n_train=36, n_test=12, dim=8, length=(8, 12)
     )
-    result = run(store, FitConfig(head="weight-score", head_options=TINY, progress=False))
+    result = run(store, FitConfig(head="weight-score", head_options=TINY, val_fraction=0.15, progress=False))
     n, with_val, epochs = fits[-1]
     assert n < 36 and with_val and epochs == TINY["epochs"]
     assert result.metrics["final_model"] == {"videos": n, "refit": None}
@@ -57,13 +59,14 @@ def test_without_refit_the_saved_model_holds_out_its_validation_carve(tmp_path, 
 
 @pytest.mark.parametrize(
     ("options", "val_fraction"),
-    [({"selection": "last"}, 0.15), ({}, 0.0)],
-    ids=["selection-last", "no-carve"],
+    [({"selection": "last"}, 0.15), ({}, 0.0), ({}, None)],
+    ids=["selection-last", "no-carve", "head-default"],
 )
 def test_a_fit_that_does_not_select_epochs_trains_on_every_training_video(
     tmp_path, fits, options, val_fraction
 ):
-    """``--set selection=last`` or ``--val-fraction 0``: no carve, in the folds and for the saved model."""
+    """``--set selection=last``, ``--val-fraction 0`` or weight-score's default: no carve, in the folds and for
+    the saved model."""
     store = write_synthetic_store(
         tmp_path / "s.h5", kind="sparse", n_train=36, n_test=12, dim=8, length=(8, 12)
     )
@@ -79,3 +82,10 @@ def test_a_fit_that_does_not_select_epochs_trains_on_every_training_video(
 def test_refit_is_checked_before_any_data():
     with pytest.raises(ValueError, match="refit='always'"):
         check_fit_config(FitConfig(head="ridge", refit="always"))
+
+
+def test_the_validation_carve_defaults_to_the_heads_own():
+    """gdlt and weight-score keep their last epoch; the other neural heads carve 15%; a given share wins."""
+    assert FitConfig(head="gdlt").val_fraction == FitConfig(head="weight-score").val_fraction == 0.0
+    assert FitConfig(head="tpt").val_fraction == FitConfig(head="mlp").val_fraction == 0.15
+    assert FitConfig(head="gdlt", val_fraction=0.2).val_fraction == 0.2

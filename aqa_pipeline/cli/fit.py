@@ -17,7 +17,7 @@ from aqa_pipeline.cli.common import (
     version_option,
 )
 from aqa_pipeline.cli.errors import AqaCommand
-from aqa_pipeline.heads.registry import head_names
+from aqa_pipeline.heads.registry import get_head, head_names
 from aqa_pipeline.train.tracking import TRACKERS
 
 
@@ -142,7 +142,8 @@ def _read_config(path: str | None) -> dict:
     "--val-fraction",
     type=click.FloatRange(0, 0.5),
     default=None,
-    help="Share of training videos held out for epoch selection.",
+    help="Share of training videos held out for epoch selection [default: the head's, shown by --show-options; "
+    "0.15, or 0 for gdlt and weight-score, which keep their last epoch].",
 )
 @device_option(default=None)
 @click.option(
@@ -243,8 +244,9 @@ def main(
       aqa-fit --show-options gdlt
 
     With a test split in the store, the head trains on train and is scored on test; without one (or with --cv K)
-    it reports K-fold cross-validation on train. Epochs are always chosen on a validation split carved from the
-    training videos unless --protocol paper is given. The run directory gets metrics.json, predictions.csv,
+    it reports K-fold cross-validation on train. A neural head chooses its epoch on a validation split carved
+    from the training videos (--val-fraction; gdlt and weight-score carve none and keep their last epoch), or on
+    the scored videos with --protocol paper. The run directory gets metrics.json, predictions.csv,
     config.json (pass it back with --config to repeat the run), model.pt, plots and per-video explanations
     (render them with aqa-report; compare runs with aqa-compare). An existing non-empty --out is refused unless
     --overwrite is given. Each fit is kept in --out's fits/ as it finishes: after an interruption, the same
@@ -378,6 +380,11 @@ def _print_catalog(show_options: str | None, as_json: bool) -> None:
         for o in options:
             shown = json.dumps(o.default)
             click.echo(f"  {o.name:16s} {shown:24s} {o.provenance or '(from ' + o.defined_in + ')'}")
+        head = get_head(show_options)
+        if head.uses_validation:
+            share = head.default_val_fraction
+            carve = f"{share:.0%} of the training videos" if share else "none, the last epoch is kept"
+            click.echo(f"validation carve (--val-fraction): {carve}")
         return
     heads = list_heads()
     if as_json:

@@ -61,6 +61,8 @@ class Head(ABC):
     # Whether fit() should get a validation split carved from the training data (neural heads select their
     # epoch on it); heads that tune themselves by inner cross-validation (SVR, ridge) train on all of it.
     uses_validation: ClassVar[bool] = True
+    # The share of training videos carved for that selection when the run does not set --val-fraction.
+    default_val_fraction: ClassVar[float] = 0.15
     # Extra feature kinds a head can use: role -> store kinds accepted for it, first present wins.
     extra_roles: ClassVar[dict[str, tuple[str, ...]]] = {}
     required_roles: ClassVar[tuple[str, ...]] = ()

@@ -34,8 +34,8 @@ class StackHead(Head):
         # head name → its options, e.g. {"weight-score": {"epochs": 10}}
         member_options: dict[str, dict[str, Any]] = option({})
         inner_folds: int = option(5, min=2)  # chosen: out-of-fold predictions for the blend
-        # members that select epochs hold out this share of their training part
-        val_fraction: float = option(0.15, min=0, max=0.5)
+        # members that select epochs hold out this share of their training part; None: each member's default
+        val_fraction: float | None = option(None, min=0, max=0.5)
 
         def __post_init__(self) -> None:
             super().__post_init__()
@@ -72,10 +72,10 @@ class StackHead(Head):
     def _fit_member(self, name: str, data: SequenceData, seed: int, **options) -> Head:
         member = self.options.member(name)
         val = None
-        if member.selects_epochs(self.options.member_options.get(name, {})) and self.options.val_fraction > 0:
-            fit, held = carve_validation(
-                np.arange(len(data)), self.options.val_fraction, np.random.default_rng(seed)
-            )
+        fraction = self.options.val_fraction
+        fraction = member.default_val_fraction if fraction is None else fraction
+        if member.selects_epochs(self.options.member_options.get(name, {})) and fraction > 0:
+            fit, held = carve_validation(np.arange(len(data)), fraction, np.random.default_rng(seed))
             data, val = data.subset(fit), data.subset(held)
         member.fit(data, val, seed=seed, **options)
         return member

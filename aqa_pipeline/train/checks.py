@@ -22,6 +22,7 @@ def _is_int(value) -> bool:
 def check_fit_config(config: FitConfig) -> None:
     """Types and ranges of the protocol settings and the head's options (from flags or a config file), before
     anything is loaded."""
+    head_cls = get_head(config.head)
     if config.cv is not None and (not _is_int(config.cv) or config.cv < 2):
         raise ValueError(f"cv={config.cv!r}: cross-validation needs an integer number of folds ≥ 2")
     if not isinstance(config.seeds, list) or not config.seeds or not all(map(_is_int, config.seeds)):
@@ -43,7 +44,7 @@ def check_fit_config(config: FitConfig) -> None:
         raise ValueError(f"unknown protocol {config.protocol!r}: honest or paper")
     if not isinstance(config.target, str) or not config.target:
         raise ValueError(f"target={config.target!r}: expected a label name (score, tes, pcs, ...)")
-    get_head(config.head).parse_options(config.head_options)
+    head_cls.parse_options(config.head_options)
 
 
 def check_target_varies(values: np.ndarray, target: str, split: str) -> None:

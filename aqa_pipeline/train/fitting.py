@@ -14,6 +14,7 @@ import numpy as np
 
 from aqa_pipeline.heads.base import EpochCallback, Head, History
 from aqa_pipeline.heads.ensemble import build_head
+from aqa_pipeline.heads.registry import get_head, head_names
 from aqa_pipeline.store import FeatureSet, FeatureStore, StoreError
 from aqa_pipeline.train.checks import check_predictions, check_target_varies
 from aqa_pipeline.train.data import SequenceData
@@ -34,7 +35,7 @@ class FitConfig:
     cv: int | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
     protocol: str = "honest"  # or "paper"
-    val_fraction: float = 0.15
+    val_fraction: float | None = None  # None: the head's default_val_fraction
     label_norm: str = "minmax"
     use_dd: bool = False
     head_options: dict[str, Any] = field(default_factory=dict)
@@ -44,6 +45,10 @@ class FitConfig:
     log: str | None = None  # experiment tracker: "tensorboard" or "mlflow" (train/tracking.py)
     ensemble: int = 1  # seeds per model, predictions averaged (heads/ensemble.py)
     refit: str | None = None  # "epochs": the saved model trains on every training video (see _final_model)
+
+    def __post_init__(self) -> None:
+        if self.val_fraction is None and self.head in head_names():
+            self.val_fraction = get_head(self.head).default_val_fraction
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FitConfig:
