@@ -213,7 +213,7 @@ def finished_line(out: Path, started: float) -> str:
     """How long a run took and its headline, for the progress log of a table that takes hours."""
     metrics = json.loads((out / "metrics.json").read_text())
     split = metrics["test" if "test" in metrics else "cv"]
-    spread = f" ± {split['spearman_std']:.3f}" if "spearman_std" in split else ""
     seeds = len(split["per_seed"])
+    spread = f" ± {split['spearman_std']:.3f}" if seeds > 1 else ""  # as the table: one seed has no spread
     minutes = (time.perf_counter() - started) / 60
     return f"{minutes:.1f} min, Spearman {split['spearman']:.3f}{spread} ({seeds} seed{'s' * (seeds > 1)})"
