@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aqa_pipeline.heads.registry import get_head
 from aqa_pipeline.manifests import Manifest, load_manifest, write_manifest
 from aqa_pipeline.reproduce.papers import load_paper_numbers, numbers_for
 from aqa_pipeline.reproduce.plan import PLANS, get_plan, restrict, with_features
@@ -167,6 +168,8 @@ def test_every_target_writes_the_papers_table_beside_ours(datasets, tmp_path):
             if row["head"] == "action-net":
                 assert "dynamic stream only" in row["note"], row
             assert row["features"] == "mobilenet-v2-frames" and row["evaluation"] == "test"
+            carve = get_head(row["head"]).default_val_fraction  # gdlt and weight-score keep their last epoch
+            assert row["honest selection"].startswith("validation split" if carve else "last epoch"), row
             for cell in (row["ours honest"], row["ours paper-protocol"]):
                 assert CELL.match(cell) or cell == "n/a", row
         assert any(CELL.match(r["ours honest"]) for r in rows), f"{dataset}: no number at all"
@@ -174,8 +177,6 @@ def test_every_target_writes_the_papers_table_beside_ours(datasets, tmp_path):
 
 def test_a_run_kept_with_other_head_options_is_redone(tmp_path):
     """A table resumed after an upgrade changed a default (GDLT's lr) must not keep the old run as if current."""
-    from aqa_pipeline.heads.registry import get_head
-
     kept = json.loads(json.dumps(dataclasses.asdict(get_head("gdlt").parse_options({"epochs": 2}))))
     (tmp_path / "fits").mkdir()
     (tmp_path / "fits" / "settings.json").write_text(
