@@ -142,8 +142,8 @@ def _read_config(path: str | None) -> dict:
     "--val-fraction",
     type=click.FloatRange(0, 0.5),
     default=None,
-    help="Share of training videos held out for epoch selection [default: the head's, shown by --show-options; "
-    "0.15, or 0 for gdlt and weight-score, which keep their last epoch].",
+    help="Share of training videos held out for epoch selection [default: the head's own, shown by "
+    "--show-options HEAD; 0 keeps the last epoch].",
 )
 @device_option(default=None)
 @click.option(
@@ -245,7 +245,7 @@ def main(
 
     With a test split in the store, the head trains on train and is scored on test; without one (or with --cv K)
     it reports K-fold cross-validation on train. A neural head chooses its epoch on a validation split carved
-    from the training videos (--val-fraction; gdlt and weight-score carve none and keep their last epoch), or on
+    from the training videos (--val-fraction, each head's own share by default; none keeps the last epoch), or on
     the scored videos with --protocol paper. The run directory gets metrics.json, predictions.csv,
     config.json (pass it back with --config to repeat the run), model.pt, plots and per-video explanations
     (render them with aqa-report; compare runs with aqa-compare). An existing non-empty --out is refused unless
