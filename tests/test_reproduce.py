@@ -20,6 +20,7 @@ from aqa_pipeline.heads.registry import get_head
 from aqa_pipeline.manifests import Manifest, load_manifest, write_manifest
 from aqa_pipeline.reproduce.papers import load_paper_numbers, numbers_for
 from aqa_pipeline.reproduce.plan import PLANS, get_plan, restrict, with_features
+from aqa_pipeline.reproduce.sharing import SELECTION, honest_from_paper, last_epoch_spearman
 from aqa_pipeline.reproduce.stages import check_sets, options_for, outdated_options
 from aqa_pipeline.reproduce.table import COLUMNS
 
@@ -68,6 +69,54 @@ def test_head_options_go_only_to_heads_that_have_them_and_typos_are_refused():
     check_sets(plan, ("epochs=2",))
     with pytest.raises(ValueError, match="none of the heads .* has option 'epoch'"):
         check_sets(plan, ("epoch=2",))
+
+
+def test_an_honest_run_is_read_from_the_paper_run_only_where_it_would_train_the_same_fits():
+    fis_v, rg = get_plan("fis-v"), get_plan("rhythmic-gymnastics")
+    action_net, gdlt, weight_score = fis_v.heads
+    fis_v_numbers, rg_numbers = numbers_for("fis-v"), numbers_for("rhythmic-gymnastics")
+    assert honest_from_paper(gdlt, "tes", fis_v_numbers, ["--set", "epochs=2"])
+    assert honest_from_paper(weight_score, "pcs", fis_v_numbers, [])
+    assert not honest_from_paper(action_net, "tes", fis_v_numbers, [])  # it carves a validation split
+    assert not honest_from_paper(
+        rg.heads[1], "score", rg_numbers, []
+    )  # per-apparatus ρ is not in the history
+    assert not honest_from_paper(gdlt, "tes", fis_v_numbers, ["--use-dd"])
+    assert not honest_from_paper(gdlt, "tes", fis_v_numbers, ["--set", "patience=3"])  # stops early
+    assert not honest_from_paper(gdlt, "tes", fis_v_numbers, ["--set", "selection=last"])  # no curve at all
+
+
+def test_the_paper_runs_last_epoch_is_the_honest_run_of_a_head_that_carves_nothing(tmp_path):
+    """The premise of reading it there: same videos, seed and schedule, and scoring every epoch changes nothing."""
+    from aqa_pipeline.synth import write_synthetic_store
+    from aqa_pipeline.train.run import FitConfig, run
+
+    store = write_synthetic_store(
+        tmp_path / "s.h5", kind="sparse", n_train=30, n_test=0, dim=8, length=(8, 12)
+    )
+    options = {"hidden": 16, "d_model": 16, "ffn": 32, "window": 6, "epochs": 5, "batch_size": 8}
+    honest, paper = (
+        run(
+            store,
+            FitConfig(
+                head="gdlt",
+                head_options=options,
+                cv=3,
+                seeds=[0, 1],
+                protocol=protocol,
+                final_model=False,
+                progress=False,
+            ),
+            out_dir=tmp_path / protocol,
+        )  # fmt: skip
+        for protocol in ("honest", "paper")
+    )
+    expected = [seed["spearman"] for seed in honest.metrics["cv"]["per_seed"]]
+    assert last_epoch_spearman(tmp_path / "paper") == pytest.approx(expected, abs=1e-12)
+    kept = [curves.history.best_epoch for curves in paper.histories]
+    assert any(epoch != options["epochs"] for epoch in kept), (
+        "every fit kept its last epoch: nothing is tested"
+    )
 
 
 # -- the Make targets on miniature datasets ----------------------------------------------------------------------
@@ -244,8 +293,10 @@ def test_published_features_replace_the_videos(datasets, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "samples with published features: test 2/2, train 4/4" in done.stdout
+    assert "runs: 2 trained, 0 already done" in done.stdout  # the honest cells are the paper runs' last epoch
     rows = _table(out / "fis-v")
     assert [(r["head"], r["target"]) for r in rows] == [("gdlt", "tes"), ("gdlt", "pcs")]
+    assert {r["honest selection"] for r in rows} == {SELECTION}
     assert {r["features"] for r in rows} == {"gdlt-vst-published"}
     assert [r["paper's number"] for r in rows] == ["0.685", "0.82"]
 

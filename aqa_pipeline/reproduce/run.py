@@ -112,7 +112,8 @@ def reproduce(request: Request, log: Log) -> Outcome:
     layout = Layout(request.out / request.dataset)
     settings = Settings(request.seeds, request.head_sets, request.device, request.threads, request.jobs,
                         request.init_box, request.detector_weights)  # fmt: skip
-    features, fits = run_plan(plan, request.source, layout, settings, log, request.published)
-    rows = build_rows(plan, numbers_for(request.dataset), layout)
+    numbers = numbers_for(request.dataset)
+    features, fits = run_plan(plan, request.source, layout, settings, log, request.published, numbers)
+    rows = build_rows(plan, numbers, layout, settings)
     table, csv_path = write_table(rows, request.dataset, layout)
     return Outcome(request.dataset, source, table, csv_path, len(rows), features, fits)

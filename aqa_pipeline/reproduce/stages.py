@@ -22,7 +22,9 @@ from pathlib import Path
 
 import click
 
+from aqa_pipeline.reproduce.papers import PaperNumber
 from aqa_pipeline.reproduce.plan import DatasetPlan, FeatureStage, HeadRun
+from aqa_pipeline.reproduce.sharing import honest_from_paper
 
 PROTOCOLS = ("honest", "paper")
 Log = Callable[[str], None]
@@ -144,6 +146,11 @@ def check_sets(plan: DatasetPlan, head_sets: tuple[str, ...]) -> None:
             raise ValueError(f"--set {item!r}: none of the heads ({heads}) has option {item.split('=')[0]!r}")
 
 
+def fit_options(run: HeadRun, settings: Settings) -> list[str]:
+    """What aqa-fit gets for ``run`` beyond the store, target and protocol: the plan's flags, then ``--set``."""
+    return [*run.fit_args, *options_for(run.head, settings.head_sets)]
+
+
 def finished(out: Path, seeds: int) -> bool:
     """Whether the run at ``out`` finished with exactly ``seeds`` seeds (aqa-fit's default first seed)."""
     if not (out / "metrics.json").is_file():
@@ -172,7 +179,7 @@ def fit(run: HeadRun, target: str, protocol: str, layout: Layout, settings: Sett
     from aqa_pipeline.cli.fit import main
 
     out = layout.run_dir(run, target, protocol)
-    options = [*run.fit_args, *options_for(run.head, settings.head_sets)]
+    options = fit_options(run, settings)
     outdated = outdated_options(out, run.head, options)
     if outdated:
         log(f"{out.name}: redone from scratch, it was made with other head options ({'; '.join(outdated)})")
@@ -188,10 +195,35 @@ def fit(run: HeadRun, target: str, protocol: str, layout: Layout, settings: Sett
     return True
 
 
+def planned_runs(
+    plan: DatasetPlan, settings: Settings, numbers: list[PaperNumber], log: Log
+) -> list[tuple[HeadRun, str, str]]:
+    """(head, target, protocol) of every run to train: both protocols, less the honest runs that would be the
+    paper runs' very fits, whose cells are read from those (:mod:`.sharing`)."""
+    runs = []
+    for run in plan.runnable():
+        for target in run.targets:
+            if honest_from_paper(run, target, numbers, fit_options(run, settings)):
+                log(
+                    f"{run.head} · {target} · honest: read from its paper-protocol run's last epoch (same fits)"
+                )
+                runs.append((run, target, "paper"))
+            else:
+                runs += [(run, target, protocol) for protocol in PROTOCOLS]
+    return runs
+
+
 def run_plan(
-    plan: DatasetPlan, source: Path, layout: Layout, settings: Settings, log: Log, published: bool
+    plan: DatasetPlan,
+    source: Path,
+    layout: Layout,
+    settings: Settings,
+    log: Log,
+    published: bool,
+    numbers: list[PaperNumber],
 ) -> tuple[StageCounts, StageCounts]:
-    """Features then fits; ``source`` is the video folder, or the published features when ``published``."""
+    """Features then fits; ``source`` is the video folder, or the published features when ``published``. An
+    honest run that would train the paper run's very fits is not trained (:mod:`.sharing`)."""
     features = StageCounts()
     for stage in plan.stages:
         if published:
@@ -199,7 +231,7 @@ def run_plan(
         else:
             features = features.add(extract(stage, plan.dataset, source, layout, settings, log))
     fits = StageCounts()
-    runs = [(run, t, protocol) for run in plan.runnable() for t in run.targets for protocol in PROTOCOLS]
+    runs = planned_runs(plan, settings, numbers, log)
     for number, (run, target, protocol) in enumerate(runs, start=1):
         started = time.perf_counter()
         ran = fit(run, target, protocol, layout, settings, log)

@@ -1,8 +1,9 @@
 """``TABLE.md`` and ``table.csv``: for each head and metric of a dataset's papers, our number under the honest
 protocol, ours under the papers' protocol (best epoch on the scored videos), and the paper's, with its source.
 
-Our cells are mean ± std over seeds, read from each run's ``metrics.json`` per-seed values; the papers' come
-from ``paper_numbers.yaml`` only.
+Our cells are mean ± std over seeds, read from each run's ``metrics.json`` per-seed values (or, where the honest
+run would be the paper run's own fits, from that run's last epoch: :mod:`.sharing`); the papers' come from
+``paper_numbers.yaml`` only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 from aqa_pipeline.report.compare import load_summary
 from aqa_pipeline.reproduce.papers import PaperNumber
 from aqa_pipeline.reproduce.plan import DatasetPlan, HeadRun
-from aqa_pipeline.reproduce.stages import Layout
+from aqa_pipeline.reproduce.sharing import SELECTION, honest_from_paper, last_epoch_spearman
+from aqa_pipeline.reproduce.stages import Layout, Settings, fit_options
 
 NO_NUMBER = "no published number in paper_numbers.yaml"
 COLUMNS = (
@@ -76,27 +78,42 @@ def read_cell(run_dir: Path, metric: str) -> RunCell:
     return RunCell(values, load_summary(run_dir).evaluation, metrics.get("selection", ""))
 
 
-def _rows_of(run: HeadRun, target: str, numbers: list[PaperNumber], layout: Layout) -> list[TableRow]:
+def _rows_of(
+    run: HeadRun, target: str, numbers: list[PaperNumber], layout: Layout, settings: Settings
+) -> list[TableRow]:
     theirs = [n for n in numbers if n.head == run.head and n.target == target]
     wanted = [(n.metric, f"{n.value:g}", n.source()) for n in theirs]
     if not any(n.metric == "spearman" for n in theirs):  # the whole scored split's ρ, always shown first
         wanted.insert(0, ("spearman", "—", NO_NUMBER))
     features = run.features.name
+    shared = not run.not_run and honest_from_paper(run, target, numbers, fit_options(run, settings))
     rows = []
     for metric, paper, source in wanted:
         if run.not_run:
             rows.append(TableRow(run.head, target, metric, features, "—", "—", "not run", "not run", paper,
                                  source, run.not_run))  # fmt: skip
             continue
-        honest, optimistic = (read_cell(layout.run_dir(run, target, p), metric) for p in ("honest", "paper"))
+        optimistic = read_cell(layout.run_dir(run, target, "paper"), metric)
+        honest = (
+            RunCell(
+                last_epoch_spearman(layout.run_dir(run, target, "paper")), optimistic.evaluation, SELECTION
+            )
+            if shared
+            else read_cell(layout.run_dir(run, target, "honest"), metric)
+        )
         rows.append(TableRow(run.head, target, metric, features, honest.evaluation, honest.selection,
                              honest.text(), optimistic.text(), paper, source, run.variant))  # fmt: skip
     return rows
 
 
-def build_rows(plan: DatasetPlan, numbers: list[PaperNumber], layout: Layout) -> list[TableRow]:
+def build_rows(
+    plan: DatasetPlan, numbers: list[PaperNumber], layout: Layout, settings: Settings
+) -> list[TableRow]:
     return [
-        row for run in plan.heads for target in run.targets for row in _rows_of(run, target, numbers, layout)
+        row
+        for run in plan.heads
+        for target in run.targets
+        for row in _rows_of(run, target, numbers, layout, settings)
     ]
 
 
