@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -46,6 +50,47 @@ def test_worker_processes_give_the_in_process_numbers(store):
     assert [loss for c in parallel.histories for loss in c.history.train_loss] == pytest.approx(
         losses, abs=1e-6
     )
+
+
+PARENT = """
+import os, sys, time
+from aqa_pipeline.train.engines import ProcessEngine
+from aqa_pipeline.train.fitting import FitConfig
+engine = ProcessEngine(sys.argv[1], FitConfig(head="ridge"), jobs=1, threads=1)
+print(engine.pool.submit(os.getpid).result(), flush=True)
+busy = engine.pool.submit(time.sleep, 120)  # a fit that would go on for two minutes
+while not busy.running():
+    time.sleep(0.05)
+print("busy", flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a container's init may never reap the orphan)."""
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's prctl")
+def test_a_worker_ends_when_aqa_fit_is_killed(store):
+    """A scheduler's SIGTERM (here the harder SIGKILL) reaching only the parent must not leave its workers fitting."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(store)], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    try:
+        assert parent.stdout.readline() == "busy\n" and _alive(worker)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), "the worker outlived aqa-fit"
+    finally:
+        if _alive(worker):
+            os.kill(worker, signal.SIGKILL)
 
 
 def test_the_engine_is_checked_before_any_work():

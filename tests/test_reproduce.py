@@ -77,10 +77,11 @@ def test_an_honest_run_is_read_from_the_paper_run_only_where_it_would_train_the_
     fis_v_numbers, rg_numbers = numbers_for("fis-v"), numbers_for("rhythmic-gymnastics")
     assert honest_from_paper(gdlt, "tes", fis_v_numbers, ["--set", "epochs=2"])
     assert honest_from_paper(weight_score, "pcs", fis_v_numbers, [])
-    assert not honest_from_paper(action_net, "tes", fis_v_numbers, [])  # it carves a validation split
-    assert not honest_from_paper(
-        rg.heads[1], "score", rg_numbers, []
-    )  # per-apparatus ρ is not in the history
+    assert honest_from_paper(action_net, "tes", fis_v_numbers, [])
+    tpt = dataclasses.replace(gdlt, head="tpt")
+    assert not honest_from_paper(tpt, "tes", fis_v_numbers, [])  # it carves a validation split
+    per_apparatus = rg.heads[1]  # its ρ per apparatus is not in the history
+    assert not honest_from_paper(per_apparatus, "score", rg_numbers, [])
     assert not honest_from_paper(gdlt, "tes", fis_v_numbers, ["--use-dd"])
     assert not honest_from_paper(gdlt, "tes", fis_v_numbers, ["--set", "patience=3"])  # stops early
     assert not honest_from_paper(gdlt, "tes", fis_v_numbers, ["--set", "selection=last"])  # no curve at all
@@ -95,22 +96,20 @@ def test_the_paper_runs_last_epoch_is_the_honest_run_of_a_head_that_carves_nothi
         tmp_path / "s.h5", kind="sparse", n_train=30, n_test=0, dim=8, length=(8, 12)
     )
     options = {"hidden": 16, "d_model": 16, "ffn": 32, "window": 6, "epochs": 5, "batch_size": 8}
-    honest, paper = (
-        run(
-            store,
-            FitConfig(
-                head="gdlt",
-                head_options=options,
-                cv=3,
-                seeds=[0, 1],
-                protocol=protocol,
-                final_model=False,
-                progress=False,
-            ),
-            out_dir=tmp_path / protocol,
-        )  # fmt: skip
-        for protocol in ("honest", "paper")
-    )
+
+    def fitted(protocol: str):
+        config = FitConfig(
+            head="gdlt",
+            head_options=options,
+            cv=3,
+            seeds=[0, 1],
+            protocol=protocol,
+            final_model=False,
+            progress=False,
+        )
+        return run(store, config, out_dir=tmp_path / protocol)
+
+    honest, paper = fitted("honest"), fitted("paper")
     expected = [seed["spearman"] for seed in honest.metrics["cv"]["per_seed"]]
     assert last_epoch_spearman(tmp_path / "paper") == pytest.approx(expected, abs=1e-12)
     kept = [curves.history.best_epoch for curves in paper.histories]

@@ -13,6 +13,8 @@ only its settings and its fold's row indices.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import ExitStack
@@ -72,12 +74,27 @@ class InProcessEngine:
 _WORKER_DATA: LoadedData | None = None  # the store as this worker process loaded it
 
 
-def _load_in_worker(store_path: str, config: FitConfig, threads: int) -> None:
+def end_with_parent(parent_pid: int) -> None:
+    """Have the kernel end this process when ``parent_pid`` (the process that started it) dies, as it does when a
+    scheduler's SIGTERM or an OOM kill reaches only ``aqa-fit``: otherwise the worker fits on for nobody. Ctrl-C
+    reaches the whole process group anyway. Linux only (``prctl``); elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # it died before the request was made
+        os._exit(1)
+
+
+def _load_in_worker(store_path: str, config: FitConfig, threads: int, parent_pid: int) -> None:
     import torch
 
     from aqa_pipeline.heads.base import SubnormalsFlushed
 
     global _WORKER_DATA
+    end_with_parent(parent_pid)
     SubnormalsFlushed.for_this_process()
     torch.set_num_threads(threads)
     _WORKER_DATA = load_data(FeatureStore(store_path), config, get_head(config.head))
@@ -89,7 +106,7 @@ def _fit_in_worker(task: FitTask) -> FoldResult:
 
 class ProcessEngine:
     """``jobs`` worker processes (spawned: a forked torch can deadlock in its thread pool), each loading the
-    store once and fitting with ``threads`` torch threads."""
+    store once and fitting with ``threads`` torch threads, and ending when this process does."""
 
     tracks_epochs = False
 
@@ -98,7 +115,7 @@ class ProcessEngine:
             max_workers=jobs,
             mp_context=get_context("spawn"),
             initializer=_load_in_worker,
-            initargs=(str(store_path), config, threads),
+            initargs=(str(store_path), config, threads, os.getpid()),
         )
 
     def results(self, tasks: Sequence[FitTask]) -> Iterator[tuple[int, FoldResult]]:
