@@ -9,6 +9,7 @@ import pytest
 
 from aqa_pipeline.heads.registry import get_head
 from aqa_pipeline.synth import write_synthetic_store
+from aqa_pipeline.train.data import SequenceData
 from aqa_pipeline.train.run import FitConfig, predict_store, run
 
 MEMBERS = {"members": "ridge,mlp", "member_options": {"mlp": {"epochs": 5, "hidden": [16]}}, "inner_folds": 3}
@@ -80,6 +81,21 @@ def test_the_blend_is_non_negative_and_the_saved_stack_predicts_the_same(tmp_pat
         evaluated
     )  # the saved model is the final one: close to, not equal to, the fold's
     assert np.corrcoef([saved[k] for k in saved], [evaluated[k] for k in saved])[0, 1] > 0.9
+
+
+def test_the_mean_blend_fits_each_member_once_and_predicts_their_average(seen):
+    """No inner CV: one fit per member on all the training videos; the prediction is the members' mean."""
+    rng = np.random.default_rng(0)
+    videos = [rng.normal(size=(int(rng.integers(6, 10)), 8)).astype(np.float32) for _ in range(52)]
+    y = np.array([v.mean() for v in videos], dtype=np.float32)
+    data = SequenceData([f"v{i}" for i in range(52)], videos, y)
+    train, scored = data.subset(range(40)), data.subset(range(40, 52))
+    stack = get_head("stack")(**{**MEMBERS, "blend": "mean"})
+    stack.fit(train, seed=0)
+    assert [(kind, len(ids)) for kind, ids in seen["ridge"]] == [("fit", 40)]
+    assert [(kind, len(ids)) for kind, ids in seen["mlp"]] == [("fit", 40)]
+    members = np.mean([member.predict(scored).y for member in stack.members], axis=0)
+    assert stack.predict(scored).y == pytest.approx(members, abs=1e-6)
 
 
 def test_members_are_checked_before_any_data():

@@ -6,12 +6,15 @@ cross-validated (``inner_folds``) to get an out-of-fold prediction for every tra
 (``ŷ = b + Σ_m w_m ŷ_m`` with w ≥ 0, by NNLS on centred predictions) is fitted on those alone; then every member
 is refitted on all the training videos for prediction. The outer protocol scores the stack on videos none of this
 saw: nested CV. Members that select epochs get a validation split carved from their own training part.
+
+``blend="mean"`` fits nothing: the stack predicts the members' plain average, so it needs no inner CV and costs
+only its members' own fits (an inner CV of a neural member costs ``inner_folds`` more fits of it per outer fold).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -24,7 +27,8 @@ from aqa_pipeline.train.protocol import carve_validation
 
 @register_head("stack")
 class StackHead(Head):
-    """Non-negative blend of ``members`` (comma-separated head names) fitted on their out-of-fold predictions."""
+    """Non-negative blend of ``members`` (comma-separated head names) fitted on their out-of-fold predictions,
+    or their plain average (``blend="mean"``)."""
 
     uses_validation: ClassVar[bool] = False  # it cross-validates its members itself
 
@@ -33,7 +37,9 @@ class StackHead(Head):
         members: str = "ridge,mlp"  # chosen: any heads without extra feature kinds
         # head name → its options, e.g. {"weight-score": {"epochs": 10}}
         member_options: dict[str, dict[str, Any]] = option({})
-        inner_folds: int = option(5, min=2)  # chosen: out-of-fold predictions for the blend
+        # chosen: nnls = weights fitted on inner out-of-fold predictions; mean = the plain average, nothing fitted
+        blend: Literal["nnls", "mean"] = "nnls"
+        inner_folds: int = option(5, min=2)  # chosen: out-of-fold predictions for the nnls blend
         # members that select epochs hold out this share of their training part; None: each member's default
         val_fraction: float | None = option(None, min=0, max=0.5)
 
@@ -94,14 +100,20 @@ class StackHead(Head):
     def fit(
         self, train: SequenceData, val: SequenceData | None = None, *, seed: int = 0, **options
     ) -> History:
+        if self.options.blend == "mean":
+            self.weights, self.intercept = np.full(len(self.names), 1 / len(self.names)), 0.0
+        else:
+            self._fit_blend(train, seed, **options)
+        self.members = [self._fit_member(name, train, seed, **options) for name in self.names]
+        return History(best_epoch=None)
+
+    def _fit_blend(self, train: SequenceData, seed: int, **options) -> None:
         from scipy.optimize import nnls
 
         oof = self.out_of_fold(train, seed, **options)
         centre_x, centre_y = oof.mean(0), float(np.mean(train.y))
         self.weights, _ = nnls(oof - centre_x, np.asarray(train.y, dtype=np.float64) - centre_y)
         self.intercept = centre_y - float(self.weights @ centre_x)
-        self.members = [self._fit_member(name, train, seed, **options) for name in self.names]
-        return History(best_epoch=None)
 
     def predict(self, data: SequenceData) -> Prediction:
         if not self.members:
