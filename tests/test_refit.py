@@ -85,7 +85,7 @@ def test_refit_is_checked_before_any_data():
 
 
 def test_the_validation_carve_defaults_to_the_heads_own():
-    """gdlt and weight-score keep their last epoch; the other neural heads carve 15%; a given share wins."""
+    """gdlt, weight-score and action-net keep their last epoch; the other neural heads carve 15%; a given share wins."""
     assert FitConfig(head="gdlt").val_fraction == FitConfig(head="weight-score").val_fraction == 0.0
     assert FitConfig(head="action-net").val_fraction == 0.0
     assert FitConfig(head="tpt").val_fraction == FitConfig(head="mlp").val_fraction == 0.15
