@@ -165,7 +165,9 @@ def test_a_model_saved_as_a_plain_dict_still_loads():
     state = head.state_dict()
     assert state["config"] == asdict(head.options) and isinstance(state["config"], dict)
     old = {
-        key: value for key, value in state["config"].items() if key not in ("patience", "standardise_inputs")
+        key: value
+        for key, value in state["config"].items()
+        if key not in ("patience", "standardise_inputs", "precision")
     }
     restored = get_head("mlp")()
     restored.load_state_dict({**state, "config": old})

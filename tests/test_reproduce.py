@@ -235,6 +235,16 @@ def test_a_run_kept_with_other_head_options_is_redone(tmp_path):
     assert outdated_options(tmp_path / "never-run", "gdlt", []) == []
 
 
+def test_a_run_kept_before_an_option_existed_is_kept_at_its_default(tmp_path):
+    """An upgrade that only adds an option (``precision``) redoes nothing; asking for another value of it does."""
+    kept = json.loads(json.dumps(dataclasses.asdict(get_head("gdlt").parse_options({}))))
+    del kept["precision"]
+    (tmp_path / "fits").mkdir()
+    (tmp_path / "fits" / "settings.json").write_text(json.dumps({"fit": {"head_options": kept}}))
+    assert outdated_options(tmp_path, "gdlt", []) == []
+    assert outdated_options(tmp_path, "gdlt", ["--set", "precision=bf16"]) == ["precision: fp32 → bf16"]
+
+
 @pytest.mark.slow
 @pytest.mark.realdata  # the real I3D and MobileNetV2 checkpoints
 def test_the_paper_features_resume_without_redoing_finished_stages(datasets, tmp_path):

@@ -126,6 +126,21 @@ def test_resume_refuses_other_settings_naming_them_and_leaves_the_run_intact(sto
     assert fitted.calls == []
 
 
+def test_fits_kept_before_an_option_existed_are_reused_at_its_default(store, tmp_path, fitted):
+    """A run made before ``precision`` existed resumes after the upgrade without refitting; bf16 is refused."""
+    out = tmp_path / "run"
+    run(store, _config([0]), out)
+    kept = out / "fits" / "settings.json"
+    settings = json.loads(kept.read_text())
+    del settings["fit"]["head_options"]["precision"]
+    kept.write_text(json.dumps(settings))
+    fitted.calls[:] = []
+    run(store, _config([0, 1]), out, resume=True)
+    assert fitted.calls == [f"seed1/fold{f}" for f in range(3)]
+    with pytest.raises(JournalError, match=r"head_options\.precision: fp32 → bf16"):
+        run(store, _config([0, 1], precision="bf16"), out, resume=True)
+
+
 class _Payload:
     """Would leave a file behind if anything unpickled it."""
 

@@ -190,6 +190,10 @@ class TorchHead(Head):
         # chosen: off = each paper's raw features. On: every clip feature standardised by the per-dimension mean
         # and std of the training clips (saved with the model), for any neural head on (T, D) features
         standardise_inputs: bool = False
+        # chosen: "fp32" as the papers train. "bf16": each training batch's forward pass runs under torch.autocast
+        # in bfloat16 (matrix products in bf16; weights, gradients, optimiser state and losses stay fp32), for
+        # CPUs with native bf16 (AVX512-BF16 / AMX) and Ampere-or-later GPUs; validation and prediction stay fp32
+        precision: Literal["fp32", "bf16"] = "fp32"
 
     options: Options
 
@@ -254,6 +258,7 @@ class TorchHead(Head):
         train, val = self._standardised(train), None if val is None else self._standardised(val)
         self.train_data = train
         self.device = torch.device(device)
+        precision = self._training_precision()
         self.prepare(train, generator)
         model = self.build(train).to(self.device)
         self.model = model
@@ -269,7 +274,8 @@ class TorchHead(Head):
             total, count = 0.0, 0
             for batch in batcher.iterate(batch_size=self.options.batch_size, train=True, generator=generator):
                 batch = batch.to(self.device)
-                loss, _parts = self.loss(model, batch)
+                with precision:
+                    loss, _parts = self.loss(model, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.options.grad_clip:
@@ -308,6 +314,15 @@ class TorchHead(Head):
             history.best_epoch = epochs
         history.seconds = time.perf_counter() - started
         return history
+
+    def _training_precision(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast for the training batches' forward passes (backward follows their casts), or nothing.
+        Reused for every batch of the fit; checked once, before any training."""
+        if self.options.precision == "fp32":
+            return contextlib.nullcontext()
+        if self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(f"precision='bf16': {self.device} has no bfloat16 support; use precision='fp32'")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def _out_of_patience(self, history: History) -> bool:
         """``patience`` validation checks in a row since the best epoch: later epochs would not be kept."""

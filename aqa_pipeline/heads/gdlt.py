@@ -34,6 +34,7 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is None or not self.training:
             return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        x = x.float()  # statistics in fp32 under bf16 autocast too: the running buffers are fp32
         weight = mask[..., None].to(x.dtype)  # (B, T, 1)
         count = weight.sum().clamp(min=2.0)
         mean = (x * weight).sum(dim=(0, 1)) / count

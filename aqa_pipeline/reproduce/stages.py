@@ -163,14 +163,15 @@ def outdated_options(out: Path, head: str, args: list[str]) -> list[str]:
     would change (a default changed by an upgrade, or another ``--set``); empty when nothing is kept there."""
     from aqa_pipeline.cli.fit import parse_set
     from aqa_pipeline.heads.registry import get_head
-    from aqa_pipeline.train.journal import differences
+    from aqa_pipeline.train.journal import differences, with_new_options
 
     kept = out / "fits" / "settings.json"
     if not kept.is_file():
         return []
-    old = json.loads(kept.read_text())["fit"]["head_options"]
+    head_cls = get_head(head)
+    old = with_new_options(json.loads(kept.read_text())["fit"]["head_options"], head_cls.resolved_options({}))
     sets = tuple(value for flag, value in zip(args, args[1:], strict=False) if flag == "--set")
-    return differences(old, get_head(head).resolved_options(parse_set(sets)))
+    return differences(old, head_cls.resolved_options(parse_set(sets)))
 
 
 def fit(run: HeadRun, target: str, protocol: str, layout: Layout, settings: Settings, log: Log) -> bool:

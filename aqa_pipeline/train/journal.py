@@ -71,6 +71,11 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return lines
 
 
+def with_new_options(kept: dict[str, Any], head_defaults: dict[str, Any]) -> dict[str, Any]:
+    """Kept head options, with the default of each option added since they were kept."""
+    return {**{key: value for key, value in head_defaults.items() if key not in kept}, **kept}
+
+
 class FitJournal:
     """The ``fits/`` folder of one run directory."""
 
@@ -79,16 +84,18 @@ class FitJournal:
         self.settings = settings
 
     @classmethod
-    def open(cls, run_dir: Path, settings: dict[str, Any]) -> FitJournal:
+    def open(cls, run_dir: Path, settings: dict[str, Any], head_defaults: dict[str, Any]) -> FitJournal:
         """The run's journal; refuses one written with other settings (naming what differs) before anything is
-        fitted or emptied."""
+        fitted or emptied. A head option the kept settings lack (fits made before it existed) counts as its
+        default in ``head_defaults``, as a saved model's missing option does: an upgrade alone refits nothing."""
         journal = cls(run_dir, settings)
         path = journal.folder / SETTINGS_FILE
         if not path.is_file():
             return journal
         try:
             before = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
+            before["fit"]["head_options"] = with_new_options(before["fit"]["head_options"], head_defaults)
+        except (OSError, ValueError, KeyError, TypeError) as error:
             raise JournalError(f"{path}: unreadable ({error}); use --overwrite to start again") from None
         if before != settings:
             changed = "; ".join(differences(before, settings))

@@ -196,7 +196,8 @@ def open_journal(
     """The run directory's journal of finished fits. Resuming checks the journal's settings first, then empties
     the folder except for it; otherwise the folder was emptied (``prepare_run_dir``) before the data loaded."""
     provenance = {kind: store.provenance(kind) for kind in [loaded.primary, *loaded.extras.values()]}
-    journal = FitJournal.open(out_dir, fit_settings(config, head_cls, loaded, provenance))
+    settings = fit_settings(config, head_cls, loaded, provenance)
+    journal = FitJournal.open(out_dir, settings, head_defaults=head_cls.resolved_options({}))
     if resume:
         prepare_run_dir(out_dir, resume=True)
     journal.start()
