@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_tune import _clips
 
 from aqa_pipeline.heads.base import TorchHead
 from aqa_pipeline.heads.registry import get_head, head_names
-from tests.test_tune import _clips
 
 torch.set_num_threads(1)
 NEURAL_HEADS = [
