@@ -105,3 +105,19 @@ def test_members_are_checked_before_any_data():
         get_head("stack")(members="ridge,nope")
     with pytest.raises(ValueError, match="needs extra feature kinds"):
         get_head("stack")(members="ridge,tsa")
+
+
+def test_the_run_says_how_the_stack_chose_its_blend(tmp_path):
+    """metrics.json → selection: a mean blend fits nothing on inner folds and must not claim it did."""
+    store = write_synthetic_store(
+        tmp_path / "s.h5", kind="pooled", n_train=30, n_test=0, dim=8, length=(6, 10)
+    )
+    selections = {}
+    for blend in ("nnls", "mean"):
+        options = {**MEMBERS, "blend": blend, "inner_folds": 2}
+        result = run(
+            store, FitConfig(head="stack", cv=2, head_options=options, final_model=False, progress=False)
+        )
+        selections[blend] = result.metrics["selection"]
+    assert "inner out-of-fold" in selections["nnls"]
+    assert "plain average" in selections["mean"] and "inner" not in selections["mean"]

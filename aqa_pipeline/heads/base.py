@@ -96,6 +96,11 @@ class Head(ABC):
         return cls.uses_validation
 
     @classmethod
+    def tuning_summary(cls, values: Mapping[str, Any]) -> str:
+        """How a head that carves no validation split chooses its own settings, for ``metrics.json`` → selection."""
+        return "inner cross-validation on the training videos"
+
+    @classmethod
     def adapt_inputs(cls, data: SequenceData, source, *, primary: str, options: Options) -> SequenceData:
         """Turn loaded store features into what the head consumes (e.g. boxes into tube masks). ``source`` is
         the FeatureSet they came from (provenance, times), ``primary`` its main kind, ``options`` the head's

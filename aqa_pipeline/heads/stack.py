@@ -71,6 +71,12 @@ class StackHead(Head):
         self.weights = np.zeros(len(self.names))
         self.intercept = 0.0
 
+    @classmethod
+    def tuning_summary(cls, values) -> str:
+        if cls.parse_options(values).blend == "mean":
+            return "the members' plain average, nothing fitted on it; each member chooses its own settings"
+        return "blend weights fitted on the members' inner out-of-fold predictions in the training videos"
+
     @property
     def names(self) -> list[str]:
         return self.options.names()

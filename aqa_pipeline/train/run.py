@@ -283,7 +283,7 @@ def run(
         if head_cls.selects_epochs(config.head_options) and config.val_fraction > 0
         else "last epoch, trained on every training video"
         if head_cls.uses_validation
-        else "inner cross-validation on the training videos"
+        else head_cls.tuning_summary(config.head_options)
     )
     if config.protocol == "paper":
         metrics["warning"] = PAPER_WARNING
