@@ -126,13 +126,14 @@ class TubeSelfAttention(nn.Module):
             affinity = affinity * slot_real[:, None, :].to(x.dtype)
         else:
             # finite fill: a video with an empty tube must give zeros, not NaN (and no NaN gradients)
-            affinity = (tokens @ tokens.transpose(1, 2)).masked_fill(
-                ~slot_real[:, None, :], torch.finfo(x.dtype).min
-            )
+            affinity = tokens @ tokens.transpose(1, 2)  # bf16 under autocast: fill with that dtype's minimum
+            affinity = affinity.masked_fill(~slot_real[:, None, :], torch.finfo(affinity.dtype).min)
             affinity = affinity.softmax(-1) * slot_real[:, None, :].to(x.dtype)
         aggregated = affinity @ self.g(tokens)
         residual = torch.zeros_like(tokens)
-        residual[slot_real] = self.bn(self.w_z(aggregated[slot_real]))
+        residual[slot_real] = self.bn(self.w_z(aggregated[slot_real])).to(
+            residual.dtype
+        )  # bf16 under autocast
         out = x.scatter_add(1, index, residual)
         received = (affinity.abs() * slot_real[:, :, None].to(x.dtype)).sum(1)  # zero on padding slots
         received = received / received.sum(1, keepdim=True).clamp(min=1e-12)
