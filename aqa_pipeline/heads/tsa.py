@@ -131,9 +131,8 @@ class TubeSelfAttention(nn.Module):
             affinity = affinity.softmax(-1) * slot_real[:, None, :].to(x.dtype)
         aggregated = affinity @ self.g(tokens)
         residual = torch.zeros_like(tokens)
-        residual[slot_real] = self.bn(self.w_z(aggregated[slot_real])).to(
-            residual.dtype
-        )  # bf16 under autocast
+        # under bf16 autocast the projection comes out bf16: stored back in the residual's dtype
+        residual[slot_real] = self.bn(self.w_z(aggregated[slot_real])).to(residual.dtype)
         out = x.scatter_add(1, index, residual)
         received = (affinity.abs() * slot_real[:, :, None].to(x.dtype)).sum(1)  # zero on padding slots
         received = received / received.sum(1, keepdim=True).clamp(min=1e-12)
