@@ -61,9 +61,10 @@ fisv-baselines: fisv-store  ## Fis-V CV table of the baselines (about an hour on
 fisv-heads: fisv-store  ## Fis-V CV table of the paper heads (several hours on 2 CPU cores)
 	@$(call fisv_cv,tpt core action-net gdlt weight-score)
 
-# The options aqa-fit --tune found (configs/fis-v/<head>-<target>.yaml, searched on the CV folds of seed 0) against
-# each head's defaults, evaluated on folds the search never saw (seeds 100-102), alone and as a seed ensemble; and
-# the heads whose defaults have no committed search (FISV_DEFAULT_HEADS), alone and as a seed ensemble.
+# The options aqa-fit --tune found (configs/fis-v/<head>-<target>.yaml, searched on the folds of the seeds in its
+# header) against each head's defaults, evaluated on folds the search never saw (seeds 100-102), alone and as a
+# seed ensemble; and the heads whose defaults have no committed search (FISV_DEFAULT_HEADS), alone and as a seed
+# ensemble.
 FISV_DEFAULT_HEADS ?= gdlt weight-score
 FISV_TUNED ?= runs/fisv-tuned
 FISV_TUNED_CV = --cv 5 --seeds 3 --seed 100 --quiet --no-final-model $(if $(THREADS),--threads $(THREADS))
